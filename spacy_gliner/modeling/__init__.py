@@ -1,0 +1,1 @@
+"""The GLiNER torch model: no spaCy in here."""
