@@ -1,0 +1,178 @@
+"""``GLiNERConfig``: every field of the reference configuration, read and written as ``gliner_config.json``."""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+CONFIG_FILE = "gliner_config.json"
+SUBTOKEN_POOLING = ("first", "last", "mean", "max")
+# Fields the reference writes but that our span model does not use; kept so they round-trip.
+_PASSTHROUGH_DEFAULTS: Dict[str, Any] = {
+    "span_encoder_config": None,
+    "token_loss_coef": 1.0,
+    "span_loss_coef": 1.0,
+    "represent_spans": False,
+    "neg_spans_ratio": 1.0,
+    "precomputed_prompts_mode": None,
+    "id_to_classes": None,
+    "labels_decoder": None,
+    "relations_layer": None,
+}
+
+
+@dataclass
+class GLiNERConfig:
+    """Configuration of a span-level GLiNER model, with the reference's field names and defaults.
+
+    ``documented_architecture`` is this package's own field. ``True`` (models created by
+    spacy-gliner) applies ``post_fusion_schema`` in the uni-encoder and the LSTM in the
+    bi-encoder, as GLiNER's documentation describes. ``False`` (anything read from a
+    ``gliner_config.json`` that lacks the field, i.e. checkpoints from the reference package)
+    keeps those layers unused, as the reference does, so scores match it exactly.
+    """
+
+    model_name: str = "microsoft/deberta-v3-small"
+    labels_encoder: Optional[str] = None
+    name: str = "gliner"
+    max_width: int = 12
+    hidden_size: int = 512
+    dropout: float = 0.4
+    fine_tune: bool = True
+    subtoken_pooling: str = "first"
+    span_mode: str = "markerV0"
+    post_fusion_schema: str = ""
+    num_post_fusion_layers: int = 1
+    vocab_size: int = -1
+    max_neg_type_ratio: int = 1
+    max_types: int = 25
+    max_len: int = 384
+    words_splitter_type: str = "whitespace"
+    num_rnn_layers: int = 1
+    fuse_layers: bool = False
+    embed_ent_token: bool = True
+    class_token_index: int = -1
+    encoder_config: Optional[Dict[str, Any]] = None
+    labels_encoder_config: Optional[Dict[str, Any]] = None
+    ent_token: str = "<<ENT>>"
+    sep_token: str = "<<SEP>>"
+    _attn_implementation: Optional[str] = None
+    documented_architecture: bool = True
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # --------------------------------------------------------------------------------------
+    @property
+    def has_rnn(self) -> bool:
+        """Legacy name (gliner <= 0.2.22): whether the BiLSTM is used."""
+        return self.num_rnn_layers > 0
+
+    @property
+    def is_bi_encoder(self) -> bool:
+        return bool(self.labels_encoder)
+
+    @property
+    def fusion_schema(self) -> list:
+        return [part for part in self.post_fusion_schema.split("-") if part]
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field when a value cannot work."""
+        from .modeling.fusion import FUSION_TOKENS
+        from .modeling.span_rep import SPAN_MODES
+
+        if self.span_mode not in SPAN_MODES:
+            raise ValueError(
+                f"Unknown span_mode {self.span_mode!r}. Use one of: {', '.join(SPAN_MODES)}. "
+                "(token_level GLiNER models are not span models and are not supported.)"
+            )
+        if self.subtoken_pooling not in SUBTOKEN_POOLING:
+            raise ValueError(
+                f"Unknown subtoken_pooling {self.subtoken_pooling!r}. Use one of: {', '.join(SUBTOKEN_POOLING)}."
+            )
+        bad = [part for part in self.fusion_schema if part not in FUSION_TOKENS]
+        if bad:
+            raise ValueError(
+                f"Unknown post_fusion_schema token(s) {bad} in {self.post_fusion_schema!r}. "
+                f"Use '-'-separated tokens from: {', '.join(FUSION_TOKENS)} (e.g. 'l2l-l2t-t2t')."
+            )
+        for name in ("max_width", "hidden_size", "max_len", "max_types", "num_post_fusion_layers"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"GLiNERConfig.{name} must be >= 1, got {getattr(self, name)!r}.")
+        if self.num_rnn_layers < 0:
+            raise ValueError(f"GLiNERConfig.num_rnn_layers must be >= 0, got {self.num_rnn_layers!r}.")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"GLiNERConfig.dropout must be in [0, 1), got {self.dropout!r}.")
+        if self.num_rnn_layers and self.hidden_size % 2:
+            raise ValueError("GLiNERConfig.hidden_size must be even when the BiLSTM is used.")
+
+    # --------------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "GLiNERConfig":
+        """Build from a ``gliner_config.json`` dict (any GLiNER version; unknown keys are kept)."""
+        data = copy.deepcopy(dict(data))
+        data.pop("model_type", None)
+        known = {f.name for f in fields(cls)} - {"extra"}
+        if "num_rnn_layers" not in data and "has_rnn" in data:
+            # gliner <= 0.2.22 wrote a boolean; 0.2.23+ ignores it, we honour it.
+            data["num_rnn_layers"] = 1 if data["has_rnn"] else 0
+        data.pop("has_rnn", None)
+        # A config without our marker was written by the reference package.
+        data.setdefault("documented_architecture", False)
+        for key in ("encoder_config", "labels_encoder_config"):
+            value = data.get(key)
+            if value is not None and not isinstance(value, dict):
+                data[key] = value.to_dict()
+        extra = {k: v for k, v in data.items() if k not in known}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        return cls(**kwargs, extra=extra)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The ``gliner_config.json`` content, loadable by the reference package."""
+        data = asdict(self)
+        extra = data.pop("extra")
+        data.pop("_attn_implementation")  # the reference does not serialize it either
+        out = dict(_PASSTHROUGH_DEFAULTS)
+        out.update(extra)
+        out.update(data)
+        out["model_type"] = None
+        return out
+
+    @classmethod
+    def from_json_file(cls, path: Union[str, Path]) -> "GLiNERConfig":
+        with open(path, encoding="utf8") as f:
+            return cls.from_dict(json.load(f))
+
+    def to_json_file(self, path: Union[str, Path]) -> None:
+        with open(path, "w", encoding="utf8") as f:
+            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: Union[str, Path],
+        *,
+        cache_dir: Optional[Union[str, Path]] = None,
+        local_files_only: bool = False,
+        revision: Optional[str] = None,
+        token: Optional[str] = None,
+    ) -> "GLiNERConfig":
+        """Read ``gliner_config.json`` from a checkpoint directory or a Hugging Face hub id."""
+        from .checkpoint import resolve_checkpoint_dir
+
+        directory = resolve_checkpoint_dir(
+            name_or_path, cache_dir=cache_dir, local_files_only=local_files_only, revision=revision, token=token
+        )
+        return cls.from_json_file(directory / CONFIG_FILE)
+
+    def copy(self, **changes: Any) -> "GLiNERConfig":
+        data = copy.deepcopy(self)
+        for key, value in changes.items():
+            if not hasattr(data, key):
+                raise ValueError(f"GLiNERConfig has no field {key!r}.")
+            setattr(data, key, value)
+        data.validate()
+        return data

@@ -1,0 +1,183 @@
+"""The span-level GLiNER network: encoder -> words and label vectors -> span x label logits."""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from ..config import GLiNERConfig
+from .encoder import TokenRepLayer
+from .fusion import CrossFuser
+from .layers import projection_mlp
+from .span_rep import SpanRepLayer
+
+
+class BiLSTM(nn.Module):
+    """``rnn.lstm``: a bidirectional LSTM over the words of each text (zeros at padding)."""
+
+    def __init__(self, hidden_size: int, num_layers: int) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(hidden_size, hidden_size // 2, num_layers=num_layers, bidirectional=True, batch_first=True)
+
+    def forward(self, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = pack_padded_sequence(words, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=words.size(1))
+        return out  # [B, W, D]
+
+
+def pool_words(
+    hidden: torch.Tensor, words_mask: torch.Tensor, attention_mask: torch.Tensor, num_words: int, pooling: str
+) -> torch.Tensor:
+    """Word vectors from sub-token vectors; ``words_mask`` holds 1-based word ids (0 = not selected)."""
+    batch, _, dim = hidden.shape
+    words = hidden.new_zeros(batch, num_words, dim)  # [B, W, D]
+    if pooling in ("first", "last"):
+        b, t = torch.nonzero(words_mask > 0, as_tuple=True)
+        words[b, words_mask[b, t] - 1] = hidden[b, t]
+        return words
+    keep = (words_mask > 0) & (attention_mask > 0) & (words_mask <= num_words)
+    b, t = torch.nonzero(keep, as_tuple=True)
+    flat_index = (b * num_words + words_mask[b, t] - 1).unsqueeze(-1).expand(-1, dim)
+    flat = words.view(batch * num_words, dim)
+    reduce = "mean" if pooling == "mean" else "amax"
+    flat = flat.scatter_reduce(0, flat_index, hidden[b, t], reduce=reduce, include_self=False)
+    return flat.view(batch, num_words, dim)
+
+
+def gather_prompts(
+    hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, class_token_index: int, shift: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Vectors at the ``<<ENT>>`` tokens (or ``shift`` positions after them), in prompt order."""
+    is_ent = (input_ids == class_token_index) & (attention_mask > 0)  # [B, T]
+    counts = is_ent.sum(-1)
+    num_classes = int(counts.max()) if counts.numel() else 0
+    prompts = hidden.new_zeros(hidden.size(0), num_classes, hidden.size(-1))  # [B, C, D]
+    b, t = torch.nonzero(is_ent, as_tuple=True)
+    slot = torch.cumsum(is_ent.long(), dim=-1)[b, t] - 1
+    prompts[b, slot] = hidden[b, t + shift]
+    mask = torch.arange(num_classes, device=hidden.device)[None, :] < counts[:, None]  # [B, C]
+    return prompts, mask
+
+
+def enumerate_spans(lengths: torch.Tensor, num_words: int, max_width: int) -> torch.Tensor:
+    """``span_idx`` [B, W*K, 2]: (i, i+k), start-major; spans past a text's end point at word 0."""
+    start = torch.arange(num_words, device=lengths.device).repeat_interleave(max_width)
+    end = start + torch.arange(max_width, device=lengths.device).repeat(num_words)
+    idx = torch.stack([start, end], dim=-1).unsqueeze(0)  # [1, W*K, 2]
+    valid = (end.unsqueeze(0) < lengths.unsqueeze(-1)).unsqueeze(-1)  # [B, W*K, 1]
+    return idx * valid
+
+
+class GLiNERModel(nn.Module):
+    """Span-level GLiNER (uni-encoder, or bi-encoder when ``config.labels_encoder`` is set).
+
+    Attribute names follow the reference so state dicts map key for key.
+    """
+
+    def __init__(self, config: GLiNERConfig, text_model: nn.Module, labels_model: Optional[nn.Module] = None) -> None:
+        super().__init__()
+        self.config = config
+        dim = config.hidden_size
+        self.token_rep_layer = TokenRepLayer(text_model, dim, config.fuse_layers, labels_model)
+        if config.num_rnn_layers > 0:
+            self.rnn = BiLSTM(dim, config.num_rnn_layers)
+        self.span_rep_layer = SpanRepLayer(config.span_mode, dim, config.max_width, config.dropout)
+        self.prompt_rep_layer = projection_mlp(dim, config.dropout)
+        if config.fusion_schema:
+            heads = text_model.config.num_attention_heads
+            self.cross_fuser = CrossFuser(dim, heads, config.num_post_fusion_layers, config.dropout, config.fusion_schema)
+
+    # ----------------------------------------------------------------------------------------
+    @property
+    def uses_rnn(self) -> bool:
+        # The reference bi-encoder builds its LSTM but never calls it.
+        return hasattr(self, "rnn") and (not self.config.is_bi_encoder or self.config.documented_architecture)
+
+    @property
+    def uses_fusion(self) -> bool:
+        # The reference uni-encoder builds its CrossFuser but never calls it.
+        return hasattr(self, "cross_fuser") and (self.config.is_bi_encoder or self.config.documented_architecture)
+
+    def encode_labels(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Bi-encoder label vectors ``[N, D]`` (before the prompt MLP); cacheable per label set."""
+        return self.token_rep_layer.encode_labels(input_ids, attention_mask)
+
+    def encode(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        words_mask: torch.Tensor,
+        text_lengths: torch.Tensor,
+        labels_embeddings: Optional[torch.Tensor] = None,
+        labels_mask: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Contextual word vectors [B, W, D] + mask, label vectors [B, C, D] + mask."""
+        cfg = self.config
+        text_lengths = text_lengths.view(-1)
+        num_words = int(text_lengths.max()) if text_lengths.numel() else 0
+        hidden = self.token_rep_layer.encode_text(input_ids, attention_mask)  # [B, T, D]
+        if cfg.is_bi_encoder:
+            if labels_embeddings is None or labels_mask is None:
+                raise ValueError("A bi-encoder GLiNER needs labels_embeddings and labels_mask.")
+            prompts, prompts_mask = labels_embeddings, labels_mask.bool()
+        else:
+            shift = 0 if cfg.embed_ent_token else 1
+            prompts, prompts_mask = gather_prompts(hidden, input_ids, attention_mask, cfg.class_token_index, shift)
+        words = pool_words(hidden, words_mask, attention_mask, num_words, cfg.subtoken_pooling)  # [B, W, D]
+        word_mask = torch.arange(num_words, device=words.device)[None, :] < text_lengths[:, None]  # [B, W]
+        if self.uses_rnn:
+            words = self.rnn(words, text_lengths)
+        if self.uses_fusion:
+            prompts, words = self.cross_fuser(prompts, words, prompts_mask, word_mask)
+            prompts = prompts * prompts_mask.unsqueeze(-1).to(prompts.dtype)
+        return words, word_mask, prompts, prompts_mask
+
+    def score_spans(self, words: torch.Tensor, word_mask: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+        """Logits [B, W, K, C] for every (start word, width, label)."""
+        labels = self.prompt_rep_layer(prompts)  # [B, C, D]
+        span_layer = self.span_rep_layer.span_rep_layer
+        if hasattr(span_layer, "span_terms"):
+            return self._score_marker_factored(span_layer, words, labels)
+        lengths = word_mask.sum(-1)
+        span_idx = enumerate_spans(lengths, words.size(1), self.config.max_width)
+        spans = self.span_rep_layer(words, span_idx)  # [B, W, K, D]
+        return torch.einsum("bwkd,bcd->bwkc", spans, labels)
+
+    def _score_marker_factored(self, span_layer: nn.Module, words: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """markerV0 without materialising span vectors of size D.
+
+        ``out_project`` = Linear1 -> ReLU -> Dropout -> Linear2 over ReLU([S; E]); Linear1 splits into a
+        per-start plus a per-end term, and Linear2 folds into the label vectors, so each span costs an
+        add, a ReLU and a product with C label vectors.
+        """
+        width = self.config.max_width
+        start_term, end_term = span_layer.span_terms(words)  # [B, W, 4D] each
+        out = span_layer.out_project
+        batch, num_words, hidden4 = start_term.shape
+        padded = torch.cat([end_term, end_term.new_zeros(batch, width - 1, hidden4)], dim=1)
+        ends = padded.unfold(1, width, 1).transpose(-1, -2)  # [B, W, K, 4D] (view)
+        spans = torch.relu(start_term.unsqueeze(2) + ends)  # [B, W, K, 4D]
+        spans = out[2](spans)  # dropout
+        last = out[3]
+        label_vecs = labels @ last.weight  # [B, C, 4D]
+        label_bias = labels @ last.bias  # [B, C]
+        logits = torch.einsum("bwkh,bch->bwkc", spans, label_vecs)
+        return logits + label_bias[:, None, None, :]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        words_mask: torch.Tensor,
+        text_lengths: torch.Tensor,
+        labels_embeddings: Optional[torch.Tensor] = None,
+        labels_mask: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns ``(logits [B, W, K, C], word_mask [B, W], label_mask [B, C])``."""
+        words, word_mask, prompts, prompts_mask = self.encode(
+            input_ids, attention_mask, words_mask, text_lengths, labels_embeddings, labels_mask
+        )
+        return self.score_spans(words, word_mask, prompts), word_mask, prompts_mask

@@ -1,0 +1,136 @@
+"""Registered functions: the thinc model that holds GLiNER, weight loaders, the scorer."""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+
+from spacy.scorer import Scorer
+from spacy.training import Example
+from spacy.util import registry
+from thinc.api import Model
+from thinc.shims import PyTorchShim
+
+from .config import GLiNERConfig
+
+Loader = Callable[[], Any]  # returns a spacy_gliner.gliner.GLiNER
+
+
+class GLiNERShim(PyTorchShim):
+    """A PyTorchShim whose torch module arrives later (initialize / from_disk) and whose update
+    scales the learning rate and weight decay per parameter (encoder vs. the other layers)."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.lr_scales: Dict[str, float] = {}
+        self.weight_decay: Dict[str, float] = {}
+
+    def set_model(self, module: Any) -> None:
+        self._model = module
+
+    @property
+    def has_model(self) -> bool:
+        return self._model is not None
+
+    def finish_update(self, optimizer) -> None:
+        import torch
+
+        from thinc.util import torch2xp, xp2torch
+
+        if self._model is None:
+            return
+        for name, param in self._model.named_parameters():
+            if param.grad is None:
+                continue
+            if not self._grad_scaler.found_inf:
+                scale = self.lr_scales.get(name, 1.0)
+                decay = self.weight_decay.get(name, 0.0)
+                if decay:
+                    # Decoupled weight decay (AdamW), at this parameter's own rate.
+                    lr = optimizer.learn_rate if isinstance(optimizer.learn_rate, float) else 1.0
+                    with torch.no_grad():
+                        param.mul_(1.0 - lr * scale * decay)
+                new, _ = optimizer((self.id, name), torch2xp(param.data), torch2xp(param.grad), lr_scale=scale)
+                param.data = xp2torch(new, requires_grad=True, device=param.device)
+            param.grad = None
+        self._grad_scaler.update()
+
+
+@registry.architectures("spacy_gliner.GLiNERModel.v1")
+def build_gliner_model() -> Model:
+    """A thinc model holding the GLiNER torch module in a shim; weights arrive in ``initialize``
+    or ``from_disk``, so the structure is the same before and after loading."""
+    return Model("gliner", _unused_forward, shims=[GLiNERShim()])
+
+
+def _unused_forward(model: Model, docs, is_train: bool):  # pragma: no cover - the component runs torch itself
+    raise NotImplementedError("The GLiNER component runs its model through GLiNERPipe.predict / update.")
+
+
+@registry.misc("spacy_gliner.CheckpointLoader.v1")
+def checkpoint_loader(
+    name: str, cache_dir: Optional[str] = None, local_files_only: bool = False, revision: Optional[str] = None
+) -> Loader:
+    """Load a published GLiNER checkpoint (hub id or directory), e.g. to fine-tune it."""
+
+    def load():
+        from .gliner import GLiNER
+
+        return GLiNER.from_pretrained(name, cache_dir=cache_dir, local_files_only=local_files_only, revision=revision)
+
+    return load
+
+
+@registry.misc("spacy_gliner.EncoderLoader.v1")
+def encoder_loader(
+    name: str,
+    span_mode: str = "markerV0",
+    hidden_size: int = 512,
+    max_width: int = 12,
+    dropout: float = 0.4,
+    subtoken_pooling: str = "first",
+    num_rnn_layers: int = 1,
+    post_fusion_schema: str = "",
+    num_post_fusion_layers: int = 1,
+    fuse_layers: bool = False,
+    embed_ent_token: bool = True,
+    labels_encoder: Optional[str] = None,
+    max_len: int = 384,
+    max_types: int = 25,
+    max_neg_type_ratio: int = 1,
+    cache_dir: Optional[str] = None,
+    local_files_only: bool = False,
+) -> Loader:
+    """A new GLiNER from a bare Hugging Face encoder (hub id or directory) with fresh heads."""
+    settings = dict(locals())
+    for key in ("name", "cache_dir", "local_files_only"):
+        settings.pop(key)
+
+    def load():
+        from .gliner import GLiNER
+
+        config = GLiNERConfig(model_name=name, **settings)
+        return GLiNER(config, cache_dir=cache_dir, local_files_only=local_files_only)
+
+    return load
+
+
+@registry.scorers("spacy_gliner.scorer.v1")
+def make_gliner_scorer(spans_key: Optional[str] = None) -> Callable:
+    """``ents_p/r/f`` + ``ents_per_type``, and ``spans_<key>_p/r/f`` (overlap allowed) for the spans key."""
+
+    def score(examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
+        examples = list(examples)
+        scores = Scorer.score_spans(examples, "ents", **kwargs)
+        if spans_key:
+            scores.update(
+                Scorer.score_spans(
+                    examples,
+                    f"spans_{spans_key}",
+                    getter=lambda doc, _: list(doc.spans.get(spans_key, [])),
+                    has_annotation=lambda doc: spans_key in doc.spans,
+                    allow_overlap=True,
+                    **kwargs,
+                )
+            )
+        return scores
+
+    return score

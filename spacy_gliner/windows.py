@@ -1,0 +1,109 @@
+"""Long documents and long label lists: windows of words, groups of labels, span ownership.
+
+A document is cut into windows of words that fit the encoder's sub-token budget *with* the label
+prompt (and at most ``max_len`` words), overlapping by at least ``max_width`` words so every span
+of up to ``max_width`` words lies entirely inside some window. Each (start, width) cell is *owned*
+by exactly one window: the one where the span is farthest from a cut window edge (document edges
+do not count as cuts; ties go to the earlier window). Only the owner's score is used, so a span
+gets one deterministic score and is decoded once over the whole document.
+"""
+from __future__ import annotations
+
+from typing import List, NamedTuple, Optional, Sequence
+
+import numpy as np
+
+_FAR = 1 << 30
+
+
+class Window(NamedTuple):
+    start: int  # first word (document index)
+    end: int  # one past the last word
+
+
+def plan_windows(
+    token_counts: np.ndarray,
+    token_budget: int,
+    max_words: int,
+    overlap: int,
+    sentence_starts: Optional[Sequence[int]] = None,
+) -> List[Window]:
+    """Cut ``len(token_counts)`` words into windows of at most ``token_budget`` sub-tokens.
+
+    Window ends and the next window's start prefer sentence boundaries when ``sentence_starts`` is
+    given, without ever giving up the ``overlap`` guarantee.
+    """
+    n = len(token_counts)
+    if n == 0:
+        return []
+    cum = np.concatenate([[0], np.cumsum(token_counts)])
+    sents = np.asarray(sorted(set(sentence_starts or ())), dtype=np.int64)
+    windows: List[Window] = []
+    start = 0
+    while True:
+        fit = int(np.searchsorted(cum, cum[start] + token_budget, side="right")) - 1
+        end = max(start + 1, min(start + max_words, fit, n))
+        if end >= n:
+            windows.append(Window(start, n))
+            return windows
+        half = start + (end - start) // 2
+        end = _last_in(sents, half + 1, end, default=end)
+        windows.append(Window(start, end))
+        nxt = end - overlap
+        nxt = _last_in(sents, max(start + 1, end - (end - start) // 2), nxt, default=nxt)
+        start = max(start + 1, nxt)
+
+
+def _last_in(sorted_values: np.ndarray, low: int, high: int, default: int) -> int:
+    """The largest value in [low, high], or ``default``."""
+    if sorted_values.size == 0 or low > high:
+        return default
+    i = int(np.searchsorted(sorted_values, high, side="right")) - 1
+    return int(sorted_values[i]) if i >= 0 and sorted_values[i] >= low else default
+
+
+def plan_label_groups(prompt_token_counts: Sequence[int], max_labels: int, max_prompt_tokens: int) -> List[List[int]]:
+    """Split label indices, in order, into groups of at most ``max_labels`` labels whose prompt fits
+    ``max_prompt_tokens`` sub-tokens (each label costs its own tokens plus one ``<<ENT>>``)."""
+    groups: List[List[int]] = []
+    current: List[int] = []
+    used = 1  # <<SEP>>
+    for i, count in enumerate(prompt_token_counts):
+        cost = int(count) + 1
+        if cost + 1 > max_prompt_tokens:
+            raise ValueError(
+                f"Label {i} needs {cost} sub-tokens in the prompt, more than the {max_prompt_tokens} the encoder "
+                "can spare beside the text. Shorten the label text or description."
+            )
+        if current and (len(current) >= max_labels or used + cost > max_prompt_tokens):
+            groups.append(current)
+            current, used = [], 1
+        current.append(i)
+        used += cost
+    if current:
+        groups.append(current)
+    return groups
+
+
+def owned_cells(windows: Sequence[Window], index: int, num_words: int, max_width: int) -> np.ndarray:
+    """Bool [len(window), K]: the cells (start, width) whose score this window provides."""
+    own = windows[index]
+    priority = _priority(own, num_words, max_width, own)
+    keep = priority >= 0
+    for j in range(len(windows)):
+        other = windows[j]
+        if j == index or other.end <= own.start or other.start >= own.end:
+            continue
+        theirs = _priority(other, num_words, max_width, own)
+        keep &= (priority > theirs) if j < index else (priority >= theirs)
+    return keep
+
+
+def _priority(window: Window, num_words: int, max_width: int, grid: Window) -> np.ndarray:
+    """Distance to the nearest cut edge of ``window`` for spans on ``grid``'s cells; -1 if not inside."""
+    starts = np.arange(grid.start, grid.end)[:, None]
+    ends = starts + np.arange(max_width)[None, :]
+    left = np.where(window.start > 0, starts - window.start, _FAR)
+    right = np.where(window.end < num_words, window.end - 1 - ends, _FAR)
+    inside = (starts >= window.start) & (ends < window.end)
+    return np.where(inside, np.minimum(left, right), -1)

@@ -1,0 +1,83 @@
+"""Tiny random encoders and reference checkpoints, built offline (reference doc, section 8)."""
+from __future__ import annotations
+
+import string
+from pathlib import Path
+from typing import Any, Dict
+
+WORDS = (
+    "the a an of in on at to for and or is was were be born died city country president company "
+    "barack obama hawaii paris france london google apple microsoft new york john smith mary river "
+    "university house visited founded works lives capital state river team player won cup game film "
+    "song band music album book author wrote novel king queen war army doctor disease cancer drug "
+    "person location organization date time money event product"
+).split()
+
+
+def write_bert_encoder(directory: Path, hidden: int = 32, layers: int = 2, heads: int = 2, seed: int = 0) -> Path:
+    """A random BERT with a WordPiece vocab of ~150 tokens, saved as a Hugging Face directory."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab += list(string.ascii_lowercase) + list(string.digits) + list(".,;:!?'\"()-_/@&$%")
+    vocab += ["##" + c for c in string.ascii_lowercase]
+    vocab += [w for w in dict.fromkeys(WORDS) if w not in vocab]
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+        intermediate_size=hidden * 2, max_position_embeddings=512,
+    )
+    BertModel(config).save_pretrained(directory)
+    BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), model_max_length=512).save_pretrained(directory)
+    return directory
+
+
+def write_deberta_encoder(directory: Path, hidden: int = 32, seed: int = 0) -> Path:
+    """A random DeBERTa-v2 backbone with the tiny BERT WordPiece tokenizer (numerics only)."""
+    import torch
+    from transformers import BertTokenizerFast, DebertaV2Config, DebertaV2Model
+
+    directory = Path(directory)
+    write_bert_encoder(directory, hidden=hidden, seed=seed)
+    for f in ("config.json", "model.safetensors", "pytorch_model.bin"):
+        if (directory / f).exists():
+            (directory / f).unlink()
+    tok = BertTokenizerFast.from_pretrained(str(directory))
+    torch.manual_seed(seed)
+    config = DebertaV2Config(
+        vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=hidden * 2, max_position_embeddings=512, relative_attention=True,
+        pos_att_type=["p2c", "c2p"], position_buckets=32, max_relative_positions=64,
+    )
+    DebertaV2Model(config).save_pretrained(directory)
+    return directory
+
+
+def write_reference_checkpoint(encoder_dir: Path, out_dir: Path, seed: int = 0, **config: Any) -> Path:
+    """Create a GLiNER model with the reference package and save it (random heads)."""
+    import torch
+    from gliner import GLiNER as RefGLiNER
+    from gliner import GLiNERConfig as RefConfig
+
+    torch.manual_seed(seed)
+    settings: Dict[str, Any] = {"hidden_size": 32, "max_width": 4, "dropout": 0.0}
+    settings.update(config)
+    model = RefGLiNER.from_config(RefConfig(model_name=str(encoder_dir), **settings), backbone_from_pretrained=True)
+    _perturb_heads(model.model, seed)
+    model.save_pretrained(str(out_dir))
+    return Path(out_dir)
+
+
+def _perturb_heads(model, seed: int) -> None:
+    """Random heads give near-zero logits; widen them so decoding selects real spans."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not name.startswith("token_rep_layer.bert_layer.model"):
+                p.add_(torch.randn(p.shape, generator=gen) * 0.05)
