@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import random
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
@@ -14,7 +16,7 @@ from spacy.util import minibatch
 from thinc.api import Model
 
 from .inference import LabelSet, Predictor, WordsResult
-from .registry import build_gliner_model, make_gliner_scorer
+from .registry import build_gliner_model, make_gliner_scorer, make_span_loss
 
 logger = logging.getLogger("spacy_gliner")
 
@@ -37,6 +39,19 @@ DEFAULT_CONFIG: Dict[str, Any] = {
     "dtype": "float32",
     "cache_dir": None,
     "scorer": {"@scorers": "spacy_gliner.scorer.v1", "spans_key": "sc"},
+    # Training only (spacy train); see configs/ and the README.
+    "loss": {"@losses": "spacy_gliner.span_loss.v1"},
+    "fine_tune": True,
+    "encoder_lr": None,
+    "others_lr": None,
+    "weight_decay": 0.0,
+    "others_weight_decay": None,
+    "grad_clip": 0.0,
+    "max_types": None,
+    "max_neg_type_ratio": None,
+    "rehearsal_labels": [],
+    "rehearsal_weight": 0.0,
+    "seed": 0,
 }
 
 
@@ -63,14 +78,58 @@ def make_gliner(
     dtype: str,
     cache_dir: Optional[str],
     scorer: Optional[Callable],
+    loss: Callable,
+    fine_tune: bool,
+    encoder_lr: Optional[float],
+    others_lr: Optional[float],
+    weight_decay: float,
+    others_weight_decay: Optional[float],
+    grad_clip: float,
+    max_types: Optional[int],
+    max_neg_type_ratio: Optional[int],
+    rehearsal_labels: List[str],
+    rehearsal_weight: float,
+    seed: int,
 ) -> "GLiNERPipe":
     """Zero-shot NER with a GLiNER checkpoint (``model``: hub id or directory; loaded on first use)."""
     return GLiNERPipe(
         nlp.vocab, build_gliner_model(), name, checkpoint=model, labels=labels, threshold=threshold,
         flat_ner=flat_ner, multi_label=multi_label, spans_key=spans_key, ents=ents, batch_size=batch_size,
         window_overlap=window_overlap, max_labels_per_pass=max_labels_per_pass, device=device, dtype=dtype,
-        cache_dir=cache_dir, scorer=scorer,
+        cache_dir=cache_dir, scorer=scorer, loss=loss,
+        training=TrainingSettings(
+            fine_tune=fine_tune, encoder_lr=encoder_lr, others_lr=others_lr, weight_decay=weight_decay,
+            others_weight_decay=others_weight_decay, grad_clip=grad_clip, max_types=max_types,
+            max_neg_type_ratio=max_neg_type_ratio, rehearsal_labels=list(rehearsal_labels),
+            rehearsal_weight=rehearsal_weight, seed=seed,
+        ),
     )
+
+
+@dataclass
+class TrainingSettings:
+    """How ``update`` trains (the loss itself is the registered ``loss`` function).
+
+    ``encoder_lr``/``others_lr``: the learning rates of the encoder (``token_rep_layer``) and of the
+    other layers. spaCy's optimizer schedule should peak at ``encoder_lr``; the other layers get
+    ``others_lr / encoder_lr`` times its rate. Decoupled weight decay per group (LayerNorm and bias
+    excluded). ``grad_clip``: global gradient-norm clipping (0 = off). ``max_types`` and
+    ``max_neg_type_ratio`` (default: the model's) drive negative label sampling.
+    ``rehearsal_weight`` > 0 distils the starting model's scores for ``rehearsal_labels`` into
+    every update, against forgetting zero-shot labels while fine-tuning on a few.
+    """
+
+    fine_tune: bool = True
+    encoder_lr: Optional[float] = None
+    others_lr: Optional[float] = None
+    weight_decay: float = 0.0
+    others_weight_decay: Optional[float] = None
+    grad_clip: float = 0.0
+    max_types: Optional[int] = None
+    max_neg_type_ratio: Optional[int] = None
+    rehearsal_labels: List[str] = field(default_factory=list)
+    rehearsal_weight: float = 0.0
+    seed: int = 0
 
 
 class GLiNERPipe(TrainablePipe):
@@ -96,6 +155,8 @@ class GLiNERPipe(TrainablePipe):
         dtype: str = "float32",
         cache_dir: Optional[str] = None,
         scorer: Optional[Callable] = None,
+        loss: Optional[Callable] = None,
+        training: Optional["TrainingSettings"] = None,
     ) -> None:
         self.vocab = vocab
         self.model = model
@@ -108,6 +169,10 @@ class GLiNERPipe(TrainablePipe):
             "device": device, "dtype": dtype, "cache_dir": cache_dir,
         }
         self._validate()
+        self.loss_fn = loss if loss is not None else make_span_loss()
+        self.training = training if training is not None else TrainingSettings()
+        self._rng = random.Random(self.training.seed)
+        self._teacher = None
         self._gliner = None
         self._predictor: Optional[Predictor] = None
         for ext in ("gliner_windows", "gliner_label_groups"):
@@ -188,6 +253,7 @@ class GLiNERPipe(TrainablePipe):
         self._gliner = gliner
         self.model.shims[0].set_model(gliner.model)
         self._predictor = None
+        self._teacher = None
 
     def _device(self):
         import torch
@@ -259,6 +325,182 @@ class GLiNERPipe(TrainablePipe):
         start, end, label, _ = span
         return Span(doc, token_index[start], token_index[end] + 1, label=self.label_set.names[label])
 
+    # ---------------------------------------------------------------- training
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp: Optional[Language] = None,
+        labels: Optional[Union[List[str], Dict[str, str]]] = None,
+        model_loader: Optional[Callable] = None,
+    ) -> None:
+        """Load the starting weights (``model_loader`` from ``[initialize.components.gliner]``, else the
+        ``model`` setting) and take the labels from ``labels``, the config, or the examples."""
+        self._require_examples(get_examples)
+        if model_loader is not None:
+            self.set_gliner(model_loader())
+        self.gliner  # loads the ``model`` setting if nothing was loaded
+        if labels:
+            self.set_labels(labels)
+        elif not self.label_set.names:
+            found: Dict[str, None] = {}
+            for eg in get_examples():
+                for span in self._gold_spans(eg.reference):
+                    found[span.label_] = None
+            if not found:
+                raise ValueError(
+                    f"The '{self.name}' component found no labels: the training examples have no entities and no "
+                    "labels are configured. Set labels in [components.gliner] or [initialize.components.gliner]."
+                )
+            self.set_labels(sorted(found))
+        self._configure_optimizer_groups()
+
+    def _require_examples(self, get_examples: Callable) -> None:
+        if get_examples is None or not callable(get_examples):
+            raise ValueError(f"The '{self.name}' component's initialize needs a callable that returns Examples.")
+        for _ in get_examples():
+            return
+        raise ValueError(f"The '{self.name}' component got an empty training corpus: check [corpora.train] and the paths.")
+
+    def _configure_optimizer_groups(self) -> None:
+        from .training import freeze_encoder, param_lr_scales, param_weight_decay
+
+        settings = self.training
+        module = self.gliner.model
+        freeze_encoder(module, not settings.fine_tune)
+        shim = self.model.shims[0]
+        base = settings.encoder_lr
+        if settings.others_lr is not None and base is None:
+            raise ValueError("gliner: others_lr needs encoder_lr (the peak of [training.optimizer.learn_rate]).")
+        shim.lr_scales = param_lr_scales(module, base, settings.others_lr) if base is not None else {}
+        shim.weight_decay = param_weight_decay(module, settings.weight_decay, settings.others_weight_decay)
+        shim.grad_clip = settings.grad_clip
+
+    def _gold_spans(self, doc: Doc) -> List[Span]:
+        key = self.cfg["spans_key"]
+        if key is not None and key in doc.spans:
+            return list(doc.spans[key])
+        return list(doc.ents)
+
+    def _training_rows(self, examples: List[Example]):
+        """Words, gold (start, end, prompt) spans and label sets of each training window."""
+        from .training import sample_label_sets
+
+        cfg = self.gliner.config
+        prompt_of = dict(zip(self.label_set.names, self.label_set.prompts))
+        words_list, spans_list = [], []
+        for eg in examples:
+            (words, token_index), _ = _words(eg.reference)
+            word_of = {tok: w for w, tok in enumerate(token_index)}
+            spans = []
+            for span in self._gold_spans(eg.reference):
+                if span.label_ not in prompt_of:
+                    raise ValueError(
+                        f"Training span {span.text!r} has label {span.label_!r}, which is not among the component's "
+                        f"labels {list(self.label_set.names)}. Add it to labels in the config (or remove it from the data)."
+                    )
+                inner = [word_of[i] for i in range(span.start, span.end) if i in word_of]
+                if inner:
+                    spans.append((inner[0], inner[-1], prompt_of[span.label_]))
+            if self.cfg["flat_ner"] and self.cfg["spans_key"] in eg.reference.spans:
+                _check_no_overlap(spans, eg)
+            for start, end in _training_windows(len(words), cfg.max_len, cfg.max_width):
+                words_list.append(words[start:end])
+                spans_list.append([(s - start, e - start, l) for s, e, l in spans if s >= start and e < end])
+        types = [[label for _, _, label in spans] for spans in spans_list]
+        label_sets = sample_label_sets(
+            types, list(self.label_set.prompts), self.training.max_types or cfg.max_types,
+            self.training.max_neg_type_ratio if self.training.max_neg_type_ratio is not None else cfg.max_neg_type_ratio,
+            self._rng,
+        )
+        return words_list, spans_list, label_sets
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd=None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        """One gradient step on a batch (dropout comes from the model's own ``dropout`` setting)."""
+        from .training import span_targets
+
+        losses = {} if losses is None else losses
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        if not examples:
+            return losses
+        words, spans, label_sets = self._training_rows(examples)
+        keep = [i for i, w in enumerate(words) if w]
+        if not keep:
+            return losses
+        words, spans, label_sets = [words[i] for i in keep], [spans[i] for i in keep], [label_sets[i] for i in keep]
+        gliner = self.gliner
+        gliner.model.train()
+        try:
+            logits, label_mask = self._forward(gliner, words, label_sets)
+            targets, span_mask = span_targets(spans, label_sets, [len(w) for w in words], gliner.config.max_width)
+            loss = self.loss_fn(logits, targets.to(logits.device), span_mask.to(logits.device), label_mask)
+            if self.training.rehearsal_weight > 0 and self.training.rehearsal_labels:
+                loss = loss + self.training.rehearsal_weight * self._rehearsal_loss(words)
+            loss.backward()
+        finally:
+            gliner.model.eval()
+        losses[self.name] += float(loss.detach())
+        if sgd not in (None, False):
+            self.finish_update(sgd)
+        return losses
+
+    def rehearse(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None, losses=None) -> Dict[str, float]:
+        """Distil the starting model's scores for ``rehearsal_labels`` on unlabelled text (spaCy's rehearse)."""
+        losses = {} if losses is None else losses
+        losses.setdefault(self.name, 0.0)
+        words = [w for w in (_words(eg.predicted)[0][0] for eg in examples) if w]
+        if not words or not self.training.rehearsal_labels:
+            return losses
+        self.gliner.model.train()
+        try:
+            loss = self._rehearsal_loss(words)
+            loss.backward()
+        finally:
+            self.gliner.model.eval()
+        losses[self.name] += float(loss.detach())
+        if sgd not in (None, False):
+            self.finish_update(sgd)
+        return losses
+
+    def _forward(self, gliner, words, label_sets):
+        device = gliner.device
+        inputs = {k: v.to(device) for k, v in gliner.prompts.encode(words, label_sets).items()}
+        if gliner.config.is_bi_encoder:
+            inputs["labels_embeddings"], inputs["labels_mask"] = _bi_encoder_labels(gliner, label_sets, device)
+        logits, _, label_mask = gliner.model(**inputs)
+        return logits, label_mask
+
+    def _rehearsal_loss(self, words):
+        import copy
+
+        import torch
+
+        labels = [list(self.training.rehearsal_labels)] * len(words)
+        if self._teacher is None:
+            self._teacher = copy.deepcopy(self.gliner.model).eval()
+            self._teacher.requires_grad_(False)
+        teacher_gliner = _Swapped(self.gliner, self._teacher)
+        with torch.no_grad():
+            target, _ = self._forward(teacher_gliner, words, labels)
+        logits, _ = self._forward(self.gliner, words, labels)
+        lengths = torch.tensor([len(w) for w in words], device=logits.device)
+        ends = torch.arange(logits.size(1), device=logits.device)[:, None] + torch.arange(logits.size(2), device=logits.device)
+        valid = (ends[None] < lengths[:, None, None]).unsqueeze(-1).float()
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.sigmoid(target), reduction="none")
+        return (bce * valid).sum() / valid.sum().clamp(min=1.0)
+
+    def get_loss(self, examples: Iterable[Example], scores) -> tuple:
+        """GLiNER computes its loss inside ``update`` (torch autograd); kept for the Pipe API."""
+        raise NotImplementedError("GLiNERPipe computes its loss in update(); call update() instead.")
+
     # ---------------------------------------------------------------- serialization
     def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
         path = Path(path)
@@ -293,6 +535,46 @@ class GLiNERPipe(TrainablePipe):
         if "model" not in exclude and "model" in data:
             self.set_gliner(GLiNER.from_bytes(data["model"]))
         return self
+
+
+class _Swapped:
+    """A GLiNER view with another torch module (the frozen teacher for rehearsal)."""
+
+    def __init__(self, gliner, module) -> None:
+        self.config, self.prompts, self.model, self.device = gliner.config, gliner.prompts, module, gliner.device
+
+
+def _bi_encoder_labels(gliner, label_sets, device):
+    import torch
+
+    union = list(dict.fromkeys(label for labels in label_sets for label in labels))
+    enc = {k: v.to(device) for k, v in gliner.prompts.encode_labels(union).items()}
+    vectors = gliner.model.encode_labels(**enc)  # [N, D]
+    width = max(len(labels) for labels in label_sets)
+    index = torch.zeros(len(label_sets), width, dtype=torch.long, device=device)
+    mask = torch.zeros(len(label_sets), width, dtype=torch.bool, device=device)
+    for i, labels in enumerate(label_sets):
+        index[i, : len(labels)] = torch.tensor([union.index(label) for label in labels], device=device)
+        mask[i, : len(labels)] = True
+    return vectors[index] * mask.unsqueeze(-1), mask
+
+
+def _training_windows(num_words: int, max_len: int, max_width: int) -> List[tuple]:
+    """Training windows of at most ``max_len`` words (overlapping by ``max_width``) for long docs."""
+    if num_words <= max_len:
+        return [(0, num_words)]
+    step = max(1, max_len - max_width)
+    return [(s, min(s + max_len, num_words)) for s in range(0, max(1, num_words - max_width), step)]
+
+
+def _check_no_overlap(spans, eg: Example) -> None:
+    ordered = sorted(spans)
+    for (s1, e1, l1), (s2, e2, l2) in zip(ordered, ordered[1:]):
+        if s2 <= e1:
+            raise ValueError(
+                f"Overlapping training spans ({s1}-{e1} {l1!r}, {s2}-{e2} {l2!r}) in {eg.reference.text[:60]!r} while "
+                "flat_ner = true: set flat_ner = false for nested data, or remove the overlap."
+            )
 
 
 def _words(doc: Doc):

@@ -22,6 +22,7 @@ class GLiNERShim(PyTorchShim):
         super().__init__(None)
         self.lr_scales: Dict[str, float] = {}
         self.weight_decay: Dict[str, float] = {}
+        self.grad_clip = 0.0
 
     def set_model(self, module: Any) -> None:
         self._model = module
@@ -37,6 +38,9 @@ class GLiNERShim(PyTorchShim):
 
         if self._model is None:
             return
+        if self.grad_clip:
+            params = [p for p in self._model.parameters() if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
         for name, param in self._model.named_parameters():
             if param.grad is None:
                 continue
@@ -111,6 +115,51 @@ def encoder_loader(
         return GLiNER(config, cache_dir=cache_dir, local_files_only=local_files_only)
 
     return load
+
+
+@registry.losses("spacy_gliner.span_loss.v1")
+def make_span_loss(
+    focal_loss_alpha: float = -1.0,
+    focal_loss_gamma: float = 0.0,
+    label_smoothing: float = 0.0,
+    loss_reduction: str = "sum",
+    negatives: float = 1.0,
+    masking: str = "global",
+) -> Callable:
+    """GLiNER's span loss with its training options (reference defaults). ``masking``: "none",
+    "global", "label", "span" or "softmax" (hard-negative sampling; see ``modeling/loss.py``)."""
+    from .modeling.loss import MASKING_MODES, REDUCTIONS, span_loss
+
+    if masking not in MASKING_MODES:
+        raise ValueError(f"spacy_gliner.span_loss.v1: masking must be one of {MASKING_MODES}, got {masking!r}.")
+    if loss_reduction not in REDUCTIONS:
+        raise ValueError(f"spacy_gliner.span_loss.v1: loss_reduction must be one of {REDUCTIONS}, got {loss_reduction!r}.")
+    if not 0.0 <= negatives <= 1.0:
+        raise ValueError(f"spacy_gliner.span_loss.v1: negatives must be in [0, 1], got {negatives!r}.")
+
+    def loss(logits, targets, span_mask, label_mask):
+        return span_loss(
+            logits, targets, span_mask, label_mask, alpha=focal_loss_alpha, gamma=focal_loss_gamma,
+            label_smoothing=label_smoothing, reduction=loss_reduction, masking=masking, negatives=negatives,
+        )
+
+    return loss
+
+
+@registry.schedules("spacy_gliner.warmup_cosine.v1")
+def warmup_cosine(initial_rate: float, warmup_steps: int, total_steps: int, min_rate: float = 0.0) -> Iterable[float]:
+    """Linear warm-up to ``initial_rate`` over ``warmup_steps``, then cosine decay to ``min_rate`` at
+    ``total_steps`` (the reference trainer's "cosine" schedule)."""
+    import math
+
+    step = 0
+    while True:
+        if step < warmup_steps:
+            yield initial_rate * step / max(1, warmup_steps)
+        else:
+            progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+            yield min_rate + (initial_rate - min_rate) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        step += 1
 
 
 @registry.scorers("spacy_gliner.scorer.v1")
