@@ -1,0 +1,54 @@
+"""JSONL datasets -> corpus/train.spacy (training mixture), corpus/dev.spacy and corpus/dev_<set>.spacy."""
+import argparse
+import random
+from pathlib import Path
+
+from spacy.tokens import DocBin
+from spacy.vocab import Vocab
+
+from spacy_gliner.data import prompt_labels, read_jsonl_docs
+
+
+def load(data_dir: Path, name: str, split: str, vocab: Vocab, limit: int):
+    path = data_dir / name / f"{split}.jsonl"
+    if not path.exists():
+        fallback = {"dev": ["test", "train_500shot"], "train": ["train_500shot"]}.get(split, [])
+        path = next((data_dir / name / f"{s}.jsonl" for s in fallback if (data_dir / name / f"{s}.jsonl").exists()), path)
+    if not path.exists():
+        raise SystemExit(f"Missing {path}: point vars.data_dir at converted JSONL (or run convert-raw).")
+    return list(read_jsonl_docs(path, vocab, prompt_labels(data_dir / name / "meta.json"), limit=limit))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--train-sets", default="")
+    parser.add_argument("--eval-sets", default="")
+    parser.add_argument("--recipe", default="demo", choices=["demo", "full"])
+    parser.add_argument("--train-limit", type=int, default=600, help="per training set, demo recipe only")
+    parser.add_argument("--eval-limit", type=int, default=300, help="per evaluation set, demo recipe only")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    full = args.recipe == "full"
+    vocab = Vocab()
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    train, dev = [], []
+    for name in filter(None, args.train_sets.split(",")):
+        train += load(args.data_dir, name, "train", vocab, 0 if full else args.train_limit)
+        dev += load(args.data_dir, name, "dev", vocab, 0 if full else max(1, args.eval_limit // 3))
+    if args.train_sets and not train:
+        raise SystemExit("The training mixture is empty.")
+    random.Random(args.seed).shuffle(train)
+    if train:
+        DocBin(docs=train).to_disk(args.out_dir / "train.spacy")
+        DocBin(docs=dev).to_disk(args.out_dir / "dev.spacy")
+        print(f"train: {len(train)} docs, dev: {len(dev)} docs")
+    for name in filter(None, args.eval_sets.split(",")):
+        docs = load(args.data_dir, name, "dev", vocab, 0 if full else args.eval_limit)
+        DocBin(docs=docs).to_disk(args.out_dir / f"dev_{name}.spacy")
+        print(f"dev_{name}: {len(docs)} docs")
+
+
+if __name__ == "__main__":
+    main()
