@@ -1,0 +1,227 @@
+"""Training through spaCy: initialize / update / optimizer groups / spacy train / bad data."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import spacy
+import torch
+from spacy.tokens import Doc, DocBin, Span
+from spacy.training import Example
+
+from helpers import write_bert_encoder
+
+REPO = Path(__file__).resolve().parents[1]
+SENTENCES = [
+    ("barack obama was born in hawaii .", [(0, 2, "person"), (5, 6, "location")]),
+    ("john smith works for google in london .", [(0, 2, "person"), (4, 5, "organization"), (6, 7, "location")]),
+    ("mary visited paris and new york .", [(0, 1, "person"), (2, 3, "location"), (4, 6, "location")]),
+    ("apple and microsoft won the cup .", [(0, 1, "organization"), (2, 3, "organization")]),
+]
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory) -> Path:
+    return write_bert_encoder(tmp_path_factory.mktemp("enc") / "bert")
+
+
+def make_examples(nlp, data=SENTENCES):
+    examples = []
+    for text, spans in data:
+        ref = Doc(nlp.vocab, words=text.split())
+        ref.ents = [Span(ref, s, e, label=l) for s, e, l in spans]
+        examples.append(Example(Doc(nlp.vocab, words=text.split()), ref))
+    return examples
+
+
+def make_nlp(encoder: Path, **settings):
+    nlp = spacy.blank("en")
+    config = {"others_lr": 3e-4, "encoder_lr": 1e-4, "loss": {"@losses": "spacy_gliner.span_loss.v1", "masking": "none"}}
+    config.update(settings)
+    pipe = nlp.add_pipe("gliner", config=config)
+    return nlp, pipe
+
+
+def loader(encoder: Path, **kw):
+    from spacy_gliner.registry import encoder_loader
+
+    return encoder_loader(str(encoder), hidden_size=32, max_width=4, dropout=0.0, **kw)
+
+
+def test_initialize_collects_labels_and_update_lowers_loss(encoder):
+    nlp, pipe = make_nlp(encoder)
+    examples = make_examples(nlp)
+    pipe.initialize(lambda: examples, nlp=nlp, model_loader=loader(encoder))
+    assert set(pipe.labels) == {"person", "location", "organization"}
+    optimizer = nlp.create_optimizer()
+    optimizer.learn_rate = 1e-3
+    torch.manual_seed(0)
+    first = nlp.update(examples, sgd=optimizer, losses={})["gliner"]
+    for _ in range(25):
+        last = nlp.update(examples, sgd=optimizer, losses={})["gliner"]
+    assert last < first * 0.5
+
+
+def test_others_lr_scales_the_step_of_non_encoder_parameters(encoder):
+    nlp, pipe = make_nlp(encoder, encoder_lr=1e-4, others_lr=1e-2)
+    examples = make_examples(nlp)
+    pipe.initialize(lambda: examples, nlp=nlp, model_loader=loader(encoder))
+    module = pipe.gliner.model
+    shim = pipe.model.shims[0]
+    assert shim.lr_scales["prompt_rep_layer.0.weight"] == pytest.approx(100.0)
+    assert shim.lr_scales["token_rep_layer.bert_layer.model.encoder.layer.0.output.dense.weight"] == 1.0
+    from thinc.api import Adam
+
+    optimizer = Adam(learn_rate=1e-4, L2=0.0, grad_clip=0.0)
+    before = {n: p.detach().clone() for n, p in module.named_parameters()}
+    pipe.update(examples, sgd=optimizer)
+    step = {n: (p.detach() - before[n]).abs().max().item() for n, p in module.named_parameters()}
+    # Adam's first step moves every weight by ~lr: the two groups differ by the lr ratio.
+    assert step["prompt_rep_layer.0.weight"] == pytest.approx(1e-2, rel=0.05)
+    assert step["token_rep_layer.bert_layer.model.encoder.layer.0.output.dense.weight"] == pytest.approx(1e-4, rel=0.05)
+
+
+def test_fine_tune_false_freezes_the_encoder(encoder):
+    nlp, pipe = make_nlp(encoder, fine_tune=False)
+    examples = make_examples(nlp)
+    pipe.initialize(lambda: examples, nlp=nlp, model_loader=loader(encoder))
+    module = pipe.gliner.model
+    before = {n: p.detach().clone() for n, p in module.named_parameters()}
+    pipe.update(examples, sgd=nlp.create_optimizer())
+    for name, param in module.named_parameters():
+        changed = not torch.equal(before[name], param.detach())
+        assert changed != name.startswith("token_rep_layer"), name
+
+
+def test_weight_decay_follows_groups(encoder):
+    nlp, pipe = make_nlp(encoder, weight_decay=0.1, others_weight_decay=0.01)
+    pipe.initialize(lambda: make_examples(nlp), nlp=nlp, model_loader=loader(encoder))
+    decay = pipe.model.shims[0].weight_decay
+    assert decay["prompt_rep_layer.0.weight"] == 0.01
+    assert decay["prompt_rep_layer.0.bias"] == 0.0
+    assert decay["token_rep_layer.bert_layer.model.encoder.layer.0.output.dense.weight"] == 0.1
+    assert decay["token_rep_layer.bert_layer.model.encoder.layer.0.output.LayerNorm.weight"] == 0.0
+
+
+def test_rehearsal_adds_a_distillation_term(encoder):
+    nlp, pipe = make_nlp(encoder, rehearsal_labels=["date", "event"], rehearsal_weight=1.0)
+    examples = make_examples(nlp)
+    pipe.initialize(lambda: examples, nlp=nlp, model_loader=loader(encoder))
+    losses = pipe.rehearse(examples, sgd=nlp.create_optimizer())
+    # The teacher is a copy of the starting model: the first distillation loss is the teacher's entropy.
+    assert losses["gliner"] > 0
+    assert pipe._teacher is not None
+
+
+def test_trained_model_loads_in_the_reference_with_same_scores(encoder, tmp_path):
+    from gliner import GLiNER as RefGLiNER
+
+    nlp, pipe = make_nlp(encoder)
+    examples = make_examples(nlp)
+    pipe.initialize(lambda: examples, nlp=nlp, model_loader=loader(encoder))
+    for _ in range(3):
+        nlp.update(examples, sgd=nlp.create_optimizer())
+    pipe.gliner.save_pretrained(tmp_path / "ckpt")
+    ref = RefGLiNER.from_pretrained(str(tmp_path / "ckpt"), local_files_only=True)
+    text = "mary smith visited google in paris ."
+    labels = ["person", "location", "organization"]
+    ours = pipe.gliner.inference([text], labels, threshold=0.0)[0]
+    theirs = ref.inference([text], labels, threshold=0.0, batch_size=1)[0]
+    assert [(e["start"], e["end"], e["label"]) for e in ours] == [(e["start"], e["end"], e["label"]) for e in theirs]
+    for a, b in zip(ours, theirs):
+        assert a["score"] == pytest.approx(b["score"], abs=1e-5)
+
+
+def test_label_missing_from_label_set_is_a_clear_error(encoder):
+    nlp, pipe = make_nlp(encoder, labels=["person"])
+    examples = make_examples(nlp)
+    pipe.initialize(lambda: examples, nlp=nlp, model_loader=loader(encoder))
+    with pytest.raises(ValueError, match="not among the component's labels"):
+        pipe.update(examples)
+
+
+def test_empty_corpus_is_a_clear_error(encoder):
+    nlp, pipe = make_nlp(encoder)
+    with pytest.raises(ValueError, match="empty training corpus"):
+        pipe.initialize(lambda: [], nlp=nlp, model_loader=loader(encoder))
+
+
+def test_overlapping_spans_with_flat_ner_are_a_clear_error(encoder):
+    nlp, pipe = make_nlp(encoder, flat_ner=True)
+    ref = Doc(nlp.vocab, words="new york city is big".split())
+    ref.spans["sc"] = [Span(ref, 0, 2, "location"), Span(ref, 1, 3, "location")]
+    eg = Example(Doc(nlp.vocab, words=ref.text.split()), ref)
+    pipe.initialize(lambda: [eg], nlp=nlp, model_loader=loader(encoder), labels=["location"])
+    with pytest.raises(ValueError, match="Overlapping training spans"):
+        pipe.update([eg])
+    nlp2, pipe2 = make_nlp(encoder, flat_ner=False)
+    pipe2.initialize(lambda: [eg], nlp=nlp2, model_loader=loader(encoder), labels=["location"])
+    assert pipe2.update([eg])["gliner"] > 0
+
+
+def test_convert_rejects_bad_spans(tmp_path):
+    from spacy_gliner.data import convert
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"tokens": ["a", "b"], "spans": [[1, 5, "X"]]}) + "\n")
+    with pytest.raises(ValueError, match="out of bounds"):
+        convert(bad, tmp_path / "bad.spacy")
+    overlap = tmp_path / "overlap.jsonl"
+    overlap.write_text(json.dumps({"tokens": ["a", "b", "c"], "spans": [[0, 1, "X"], [1, 2, "Y"]]}) + "\n")
+    with pytest.raises(ValueError, match="overlapping spans"):
+        convert(overlap, tmp_path / "o.spacy")
+    assert convert(overlap, tmp_path / "o.spacy", nested=True) == 1
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(ValueError, match="no documents"):
+        convert(empty, tmp_path / "e.spacy")
+
+
+DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (DATA / "conll2003").exists(), reason="../shared/data not present")
+def test_project_convert_on_a_small_sample(tmp_path):
+    out = tmp_path / "corpus"
+    subprocess.run(
+        [sys.executable, str(REPO / "project" / "scripts" / "convert.py"), str(DATA), str(out),
+         "--train-sets", "conll2003,wnut17", "--eval-sets", "ncbi_disease,mit_movie", "--train-limit", "20",
+         "--eval-limit", "10"],
+        check=True,
+    )
+    nlp = spacy.blank("en")
+    train = list(DocBin().from_disk(out / "train.spacy").get_docs(nlp.vocab))
+    assert len(train) == 40
+    labels = {e.label_ for d in train for e in d.ents}
+    assert labels <= {"person", "location", "organization", "miscellaneous", "corporation", "creative work",
+                      "group", "product"} and "person" in labels  # prompt names, not raw tags
+    assert len(list(DocBin().from_disk(out / "dev_mit_movie.spacy").get_docs(nlp.vocab))) == 10
+
+
+def test_spacy_train_reduces_loss_and_writes_model_best(encoder, tmp_path):
+    nlp = spacy.blank("en")
+    db = DocBin()
+    for eg in make_examples(nlp) * 4:
+        db.add(eg.reference)
+    db.to_disk(tmp_path / "train.spacy")
+    result = subprocess.run(
+        [sys.executable, "-m", "spacy", "train", str(REPO / "configs" / "train.cfg"), "--output", str(tmp_path / "out"),
+         "--paths.train", str(tmp_path / "train.spacy"), "--paths.dev", str(tmp_path / "train.spacy"),
+         "--paths.base_model", str(encoder), "--training.max_steps", "30", "--training.eval_frequency", "10",
+         "--training.optimizer.learn_rate.initial_rate", "0.001", "--training.optimizer.learn_rate.warmup_steps", "1",
+         "--initialize.components.gliner.model_loader.hidden_size", "32",
+         "--initialize.components.gliner.model_loader.max_width", "4",
+         "--initialize.components.gliner.model_loader.dropout", "0.0"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line.split() for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
+    losses = [float(row[2]) / (10 if int(row[1]) else 1) for row in rows]  # loss summed per eval period
+    assert losses[-1] < losses[0]
+    best = tmp_path / "out" / "model-best"
+    assert (best / "gliner" / "model" / "gliner_config.json").exists()
+    loaded = spacy.load(best)
+    assert loaded.get_pipe("gliner").labels
