@@ -53,7 +53,8 @@ class GLiNERShim(PyTorchShim):
                     with torch.no_grad():
                         param.mul_(1.0 - lr * scale * decay)
                 new, _ = optimizer((self.id, name), torch2xp(param.data), torch2xp(param.grad), lr_scale=scale)
-                param.data = xp2torch(new, requires_grad=True, device=param.device)
+                with torch.no_grad():
+                    param.copy_(xp2torch(new, device=param.device))
             param.grad = None
         self._grad_scaler.update()
 
