@@ -24,6 +24,11 @@ class CheckpointError(ValueError):
     """A checkpoint directory is incomplete or does not match its configuration."""
 
 
+def hub_offline(local_files_only: bool = False) -> bool:
+    """``local_files_only``, or ``HF_HUB_OFFLINE`` as set now (huggingface_hub reads it only at import)."""
+    return bool(local_files_only) or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+
+
 def resolve_checkpoint_dir(
     name_or_path: Union[str, Path],
     *,
@@ -48,7 +53,7 @@ def resolve_checkpoint_dir(
         raise CheckpointError(f"GLiNER checkpoint directory {name_or_path} does not exist.")
     from huggingface_hub import snapshot_download
 
-    offline = local_files_only or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    offline = hub_offline(local_files_only)
     try:
         directory = snapshot_download(
             str(name_or_path), cache_dir=cache_dir, local_files_only=offline, revision=revision, token=token
@@ -67,12 +72,35 @@ def read_state_dict(directory: Path) -> Dict[str, torch.Tensor]:
     for name in WEIGHT_FILES:
         path = directory / name
         if path.exists():
-            if name.endswith(".safetensors"):
-                from safetensors.torch import load_file
-
-                return load_file(str(path))
-            return torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                state_dict = _read_weights_file(path)
+            except Exception as err:  # torch / safetensors raise pickle, runtime or rust errors here
+                raise CheckpointError(
+                    f"Could not read the weights file {path} ({type(err).__name__}: {str(err)[:200]}). "
+                    "The file is corrupt, truncated or not a GLiNER weights file."
+                ) from err
+            if not isinstance(state_dict, dict) or not all(
+                isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()
+            ):
+                raise CheckpointError(f"{path} does not hold a state dict of named tensors.")
+            return state_dict
     raise CheckpointError(f"{directory} holds no weights: expected one of {', '.join(WEIGHT_FILES)}.")
+
+
+def _read_weights_file(path: Path) -> Dict[str, torch.Tensor]:
+    if path.name.endswith(".safetensors"):
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            state_dict = {key: f.get_tensor(key) for key in f.keys()}
+            metadata = f.metadata() or {}
+        # gliner (like safetensors.torch.save_model) stores tensors that share storage once and
+        # records each omitted name as metadata {omitted: kept}; re-create those entries.
+        for omitted, kept in metadata.items():
+            if omitted not in state_dict and kept in state_dict:
+                state_dict[omitted] = state_dict[kept]
+        return state_dict
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def rnn_layers_in(state_dict: Dict[str, torch.Tensor]) -> int:
@@ -89,7 +117,7 @@ def load_weights_strict(model: torch.nn.Module, state_dict: Dict[str, torch.Tens
     if missing or unexpected:
         raise CheckpointError(
             f"The weights in {source} do not match its gliner_config.json: "
-            f"{len(missing)} missing (e.g. {missing[:5]}), {len(unexpected)} unexpected (e.g. {unexpected[:5]}). "
+            f"{len(missing)} missing {_some(missing)}, {len(unexpected)} unexpected {_some(unexpected)}. "
             "Check span_mode, post_fusion_schema, fuse_layers, labels_encoder and hidden_size in the config, "
             "or whether the weights belong to another model."
         )
@@ -101,6 +129,11 @@ def load_weights_strict(model: torch.nn.Module, state_dict: Dict[str, torch.Tens
             f"{tuple(state_dict[k].shape)}, the model expects {tuple(own[k].shape)} ({len(shapes)} such tensors)."
         )
     model.load_state_dict({k: v for k, v in state_dict.items() if k in own}, strict=False)
+
+
+def _some(keys, limit: int = 20) -> str:
+    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+    return f"{keys[:limit]}{more}"
 
 
 def save_state_dict(model: torch.nn.Module, directory: Path, safe_serialization: bool = True) -> None:

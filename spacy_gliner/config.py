@@ -21,6 +21,10 @@ _PASSTHROUGH_DEFAULTS: Dict[str, Any] = {
     "labels_decoder": None,
     "relations_layer": None,
 }
+_INT_FIELDS = (
+    "max_width", "hidden_size", "max_len", "max_types", "num_post_fusion_layers", "num_rnn_layers",
+    "vocab_size", "class_token_index",
+)
 
 
 @dataclass
@@ -84,6 +88,15 @@ class GLiNERConfig:
         from .modeling.fusion import FUSION_TOKENS
         from .modeling.span_rep import SPAN_MODES
 
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"GLiNERConfig.{name} must be an integer, got {value!r}.")
+        for name in ("span_mode", "subtoken_pooling", "post_fusion_schema", "ent_token", "sep_token", "model_name"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"GLiNERConfig.{name} must be a string, got {getattr(self, name)!r}.")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
+            raise ValueError(f"GLiNERConfig.dropout must be a number, got {self.dropout!r}.")
         if self.span_mode not in SPAN_MODES:
             raise ValueError(
                 f"Unknown span_mode {self.span_mode!r}. Use one of: {', '.join(SPAN_MODES)}. "
@@ -113,6 +126,8 @@ class GLiNERConfig:
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "GLiNERConfig":
         """Build from a ``gliner_config.json`` dict (any GLiNER version; unknown keys are kept)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"A GLiNER configuration must be a JSON object, got {type(data).__name__}.")
         data = copy.deepcopy(dict(data))
         data.pop("model_type", None)
         known = {f.name for f in fields(cls)} - {"extra"}
@@ -125,6 +140,8 @@ class GLiNERConfig:
         for key in ("encoder_config", "labels_encoder_config"):
             value = data.get(key)
             if value is not None and not isinstance(value, dict):
+                if not hasattr(value, "to_dict"):
+                    raise ValueError(f"GLiNERConfig.{key} must be a dict (a transformers config), got {value!r}.")
                 data[key] = value.to_dict()
         extra = {k: v for k, v in data.items() if k not in known}
         kwargs = {k: v for k, v in data.items() if k in known}
@@ -144,7 +161,14 @@ class GLiNERConfig:
     @classmethod
     def from_json_file(cls, path: Union[str, Path]) -> "GLiNERConfig":
         with open(path, encoding="utf8") as f:
-            return cls.from_dict(json.load(f))
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path} is not valid JSON: {err}") from err
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: {err}") from err
 
     def to_json_file(self, path: Union[str, Path]) -> None:
         with open(path, "w", encoding="utf8") as f:

@@ -12,6 +12,7 @@ import torch
 from .checkpoint import (
     LABELS_TOKENIZER_DIR,
     CheckpointError,
+    hub_offline,
     load_tokenizer,
     load_weights_strict,
     read_state_dict,
@@ -47,7 +48,9 @@ class GLiNER:
         _parts: Optional[tuple] = None,
     ) -> None:
         if _parts is None:
-            _parts = _create(config, pretrained_encoder, {"cache_dir": cache_dir, "local_files_only": local_files_only})
+            _parts = _create(
+                config, pretrained_encoder, {"cache_dir": cache_dir, "local_files_only": hub_offline(local_files_only)}
+            )
         self.model, self.tokenizer, self.labels_tokenizer = _parts
         self.config: GLiNERConfig = self.model.config
         self.prompts = PromptTokenizer(self.tokenizer, self.config, self.labels_tokenizer)
@@ -87,7 +90,7 @@ class GLiNER:
             )
             config.num_rnn_layers = stored_rnn
         warn_unused_layers(config, state_dict, str(directory))
-        hub_kwargs = {"cache_dir": cache_dir, "local_files_only": local_files_only}
+        hub_kwargs = {"cache_dir": cache_dir, "local_files_only": hub_offline(local_files_only)}
         tokenizer = load_tokenizer(directory, config.model_name, hub_kwargs)
         if config.class_token_index == -1 or config.vocab_size == -1:
             if not config.is_bi_encoder:
@@ -178,8 +181,14 @@ class GLiNER:
         """Like the reference's ``inference``, but long texts are windowed instead of truncated."""
         from .inference import LabelSet, predict_words
 
+        if isinstance(texts, str):
+            texts = [texts]  # as the reference does; iterating a str would score single characters
         label_set = LabelSet.from_labels(labels)
-        splits = [[(m.group(), m.start(), m.end()) for m in WORD_PATTERN.finditer(t)] for t in texts]
+        # Like the reference, anything that is not a string is skipped and gets no entities.
+        splits = [
+            [(m.group(), m.start(), m.end()) for m in WORD_PATTERN.finditer(t)] if isinstance(t, str) else []
+            for t in texts
+        ]
         results = predict_words(
             self, [[w for w, _, _ in s] for s in splits], label_set, threshold=threshold,
             flat_ner=flat_ner, multi_label=multi_label, batch_size=batch_size,
@@ -222,7 +231,12 @@ def _create(config: GLiNERConfig, pretrained_encoder: bool, hub_kwargs: Dict[str
         text_model.resize_token_embeddings(len(tokenizer))
     labels_tokenizer = labels_model = None
     if config.is_bi_encoder:
-        labels_tokenizer = AutoTokenizer.from_pretrained(config.labels_encoder, use_fast=True, **hub_kwargs)
+        try:
+            labels_tokenizer = AutoTokenizer.from_pretrained(config.labels_encoder, use_fast=True, **hub_kwargs)
+        except Exception as err:
+            raise CheckpointError(
+                f"Could not load the tokenizer of labels encoder {config.labels_encoder!r}: {err}"
+            ) from err
         labels_cfg = resolve_encoder_config(
             config.labels_encoder_config if not pretrained_encoder else None, config.labels_encoder, **hub_kwargs
         )

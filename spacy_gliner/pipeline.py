@@ -228,8 +228,15 @@ class GLiNERPipe(TrainablePipe):
 
     def set_labels(self, labels: Union[Sequence[str], Dict[str, str]]) -> None:
         """Replace the label set (a list, or ``{label: prompt}``)."""
+        LabelSet.from_labels(_plain(labels))  # raises before anything changes
+        old = self.cfg["labels"]
         self.cfg["labels"] = _plain(labels)
-        self._validate()
+        try:
+            self._validate()
+        except ValueError:
+            self.cfg["labels"] = old
+            self._validate()
+            raise
 
     # ---------------------------------------------------------------- model
     @property
@@ -502,12 +509,16 @@ class GLiNERPipe(TrainablePipe):
         raise NotImplementedError("GLiNERPipe computes its loss in update(); call update() instead.")
 
     # ---------------------------------------------------------------- serialization
+    def _has_weights(self) -> bool:
+        """Weights are loaded, or can be (a ``model`` setting): a saved pipeline always holds them."""
+        return self._gliner is not None or bool(self.cfg["checkpoint"])
+
     def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         srsly.write_json(path / "cfg", self.cfg)
-        if "model" not in exclude and self._gliner is not None:
-            self._gliner.save_pretrained(path / MODEL_DIR)
+        if "model" not in exclude and self._has_weights():
+            self.gliner.save_pretrained(path / MODEL_DIR)
 
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "GLiNERPipe":
         from .gliner import GLiNER
@@ -522,8 +533,8 @@ class GLiNERPipe(TrainablePipe):
 
     def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
         data: Dict[str, Any] = {"cfg": self.cfg}
-        if "model" not in exclude and self._gliner is not None:
-            data["model"] = self._gliner.to_bytes()
+        if "model" not in exclude and self._has_weights():
+            data["model"] = self.gliner.to_bytes()
         return srsly.msgpack_dumps(data)
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "GLiNERPipe":

@@ -1,7 +1,8 @@
 """Registered functions: the thinc model that holds GLiNER, weight loaders, the scorer."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, Optional
 
 from spacy.scorer import Scorer
 from spacy.training import Example
@@ -129,7 +130,7 @@ def make_span_loss(
 ) -> Callable:
     """GLiNER's span loss with its training options (reference defaults). ``masking``: "none",
     "global", "label", "span" or "softmax" (hard-negative sampling; see ``modeling/loss.py``)."""
-    from .modeling.loss import MASKING_MODES, REDUCTIONS, span_loss
+    from .modeling.loss import MASKING_MODES, REDUCTIONS
 
     if masking not in MASKING_MODES:
         raise ValueError(f"spacy_gliner.span_loss.v1: masking must be one of {MASKING_MODES}, got {masking!r}.")
@@ -138,13 +139,28 @@ def make_span_loss(
     if not 0.0 <= negatives <= 1.0:
         raise ValueError(f"spacy_gliner.span_loss.v1: negatives must be in [0, 1], got {negatives!r}.")
 
-    def loss(logits, targets, span_mask, label_mask):
-        return span_loss(
-            logits, targets, span_mask, label_mask, alpha=focal_loss_alpha, gamma=focal_loss_gamma,
-            label_smoothing=label_smoothing, reduction=loss_reduction, masking=masking, negatives=negatives,
-        )
+    return SpanLoss(focal_loss_alpha, focal_loss_gamma, label_smoothing, loss_reduction, negatives, masking)
 
-    return loss
+
+@dataclass(frozen=True)
+class SpanLoss:
+    """The configured loss (a picklable callable, for multiprocessing)."""
+
+    alpha: float
+    gamma: float
+    label_smoothing: float
+    reduction: str
+    negatives: float
+    masking: str
+
+    def __call__(self, logits, targets, span_mask, label_mask):
+        from .modeling.loss import span_loss
+
+        return span_loss(
+            logits, targets, span_mask, label_mask, alpha=self.alpha, gamma=self.gamma,
+            label_smoothing=self.label_smoothing, reduction=self.reduction, masking=self.masking,
+            negatives=self.negatives,
+        )
 
 
 @registry.schedules("spacy_gliner.warmup_cosine.v1")
@@ -167,20 +183,28 @@ def warmup_cosine(initial_rate: float, warmup_steps: int, total_steps: int, min_
 def make_gliner_scorer(spans_key: Optional[str] = None) -> Callable:
     """``ents_p/r/f`` + ``ents_per_type``, and ``spans_<key>_p/r/f`` (overlap allowed) for the spans key."""
 
-    def score(examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
+    return GLiNERScorer(spans_key)
+
+
+@dataclass(frozen=True)
+class GLiNERScorer:
+    """Scores ``doc.ents`` and ``doc.spans[spans_key]`` (a picklable callable)."""
+
+    spans_key: Optional[str] = None
+
+    def __call__(self, examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
         examples = list(examples)
         scores = Scorer.score_spans(examples, "ents", **kwargs)
-        if spans_key:
+        key = self.spans_key
+        if key:
             scores.update(
                 Scorer.score_spans(
                     examples,
-                    f"spans_{spans_key}",
-                    getter=lambda doc, _: list(doc.spans.get(spans_key, [])),
-                    has_annotation=lambda doc: spans_key in doc.spans,
+                    f"spans_{key}",
+                    getter=lambda doc, _: list(doc.spans.get(key, [])),
+                    has_annotation=lambda doc: key in doc.spans,
                     allow_overlap=True,
                     **kwargs,
                 )
             )
         return scores
-
-    return score

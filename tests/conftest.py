@@ -6,8 +6,14 @@ from pathlib import Path
 from typing import Any, Callable, Dict
 
 import pytest
+import torch
 
 from helpers import write_bert_encoder, write_deberta_encoder, write_reference_checkpoint
+
+
+# The models here are tiny: intra-op threads only add synchronisation cost (10x slower on a busy
+# 2-core machine), and one thread keeps float results independent of the core count.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -28,12 +34,54 @@ def deberta_dir(tmp_path_factory) -> Path:
     return write_deberta_encoder(tmp_path_factory.mktemp("deberta") / "enc", seed=0)
 
 
+def write_deberta_spm_encoder(directory: Path, hidden: int = 32, seed: int = 0) -> Path:
+    """A random DeBERTa-v2 with a real SentencePiece (DeBERTa-v3 style) tokenizer trained offline
+    on a tiny corpus: words split into a lone "▁" plus pieces, as in published checkpoints."""
+    import random
+
+    import sentencepiece as spm
+    from transformers import DebertaV2Config, DebertaV2Model, DebertaV2TokenizerFast
+
+    from helpers import WORDS
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    vocab = list(WORDS) + [w.capitalize() for w in WORDS] + ["1999", "2009", "e-mail", "Dr", ",", ".", "!", "?"]
+    corpus = directory / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(rng.choice(vocab) for _ in range(12)) for _ in range(1500)))
+    spm.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(directory / "spm"), vocab_size=200, model_type="unigram",
+        character_coverage=1.0, pad_id=0, unk_id=1, bos_id=2, eos_id=3,
+        user_defined_symbols=["[CLS]", "[SEP]", "[MASK]"], minloglevel=2,
+    )
+    corpus.unlink()
+    tok = DebertaV2TokenizerFast(
+        vocab_file=str(directory / "spm.model"), bos_token="[CLS]", eos_token="[SEP]", cls_token="[CLS]",
+        sep_token="[SEP]", pad_token="<pad>", unk_token="<unk>", mask_token="[MASK]",
+    )
+    tok.save_pretrained(str(directory))
+    torch.manual_seed(seed)
+    config = DebertaV2Config(
+        vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=hidden * 2, max_position_embeddings=512, relative_attention=True,
+        pos_att_type=["p2c", "c2p"], position_buckets=32, max_relative_positions=64, pad_token_id=0,
+    )
+    DebertaV2Model(config).save_pretrained(str(directory))
+    return directory
+
+
 @pytest.fixture(scope="session")
-def reference_checkpoint(tmp_path_factory, bert_dir, labels_bert_dir, deberta_dir) -> Callable[..., Path]:
+def deberta_spm_dir(tmp_path_factory) -> Path:
+    return write_deberta_spm_encoder(tmp_path_factory.mktemp("deberta_spm") / "enc")
+
+
+@pytest.fixture(scope="session")
+def reference_checkpoint(tmp_path_factory, bert_dir, labels_bert_dir, deberta_dir, deberta_spm_dir) -> Callable[..., Path]:
     """``reference_checkpoint(encoder="bert", **gliner_config)``: a checkpoint saved by the reference
     package, built once per distinct configuration for the whole session."""
     pytest.importorskip("gliner")
-    encoders = {"bert": bert_dir, "deberta": deberta_dir}
+    encoders = {"bert": bert_dir, "deberta": deberta_dir, "deberta_spm": deberta_spm_dir}
     cache: Dict[str, Path] = {}
 
     def build(encoder: str = "bert", seed: int = 0, **config: Any) -> Path:
@@ -52,10 +100,3 @@ def reference_checkpoint(tmp_path_factory, bert_dir, labels_bert_dir, deberta_di
 def default_checkpoint(reference_checkpoint) -> Path:
     """markerV0 + 1-layer LSTM on the tiny BERT: the shape of the published checkpoints."""
     return reference_checkpoint()
-
-
-@pytest.fixture(scope="session")
-def nlp_blank():
-    import spacy
-
-    return spacy.blank("en")

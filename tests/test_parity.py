@@ -24,7 +24,7 @@ ref_gliner = pytest.importorskip("gliner")
 from spacy.tokens import Doc  # noqa: E402
 
 from spacy_gliner import GLiNER  # noqa: E402
-from spacy_gliner.inference import Predictor  # noqa: E402
+from spacy_gliner.inference import LabelSet, Predictor  # noqa: E402
 
 TOL = 1e-5
 WORD_RE = re.compile(r"\w+(?:[-_]\w+)*|\S")
@@ -78,8 +78,12 @@ CONFIGS: Dict[str, Tuple[str, Dict[str, Any]]] = {
     "hidden48": ("bert", {"hidden_size": 48}),
     "bi_encoder": ("bert", {"labels_encoder": "labels_bert"}),
     "bi_encoder_fusion": ("bert", {"labels_encoder": "labels_bert", "post_fusion_schema": "l2l-l2t-t2t"}),
+    "bi_encoder_fuse_hidden48": ("bert", {"labels_encoder": "labels_bert", "fuse_layers": True, "hidden_size": 48}),
+    "bi_encoder_mean_rnn2": ("bert", {"labels_encoder": "labels_bert", "subtoken_pooling": "mean", "num_rnn_layers": 2}),
     "uni_fusion": ("bert", {"post_fusion_schema": "l2l-l2t-t2t"}),
     "deberta": ("deberta", {}),
+    "deberta_spm": ("deberta_spm", {}),
+    "deberta_spm_last_rnn0": ("deberta_spm", {"subtoken_pooling": "last", "num_rnn_layers": 0, "span_mode": "conv_conv"}),
     "deberta_mean_hidden48": ("deberta", {"subtoken_pooling": "mean", "hidden_size": 48, "span_mode": "markerV1"}),
 }
 # (`span_markerV0` and `pool_first` would be the same checkpoint: markerV0/first are the defaults.)
@@ -105,11 +109,11 @@ def _valid(n: int, k: int) -> np.ndarray:
 def _threshold(probs: Sequence[np.ndarray], quantile: float = 0.8) -> float:
     """A threshold near ``quantile`` of the reference probabilities, in a gap wider than 2*TOL so
     float noise cannot move a cell across it."""
-    values = np.unique(np.concatenate([p.ravel() for p in probs]))
-    i = int(quantile * (len(values) - 1))
-    while i + 1 < len(values) and values[i + 1] - values[i] <= 4 * TOL:
-        i += 1
-    assert i + 1 < len(values), "no usable gap for a threshold"
+    values = np.unique(np.concatenate([p[~np.isnan(p)] for p in probs]))
+    gaps = np.diff(values)
+    wide = np.flatnonzero(gaps > 4 * TOL)
+    assert wide.size, "no usable gap for a threshold"
+    i = wide[np.argmin(np.abs(wide - quantile * (len(values) - 1)))]  # the wide gap nearest the quantile
     return float((values[i] + values[i + 1]) / 2)
 
 
@@ -207,6 +211,33 @@ def test_span_probabilities_same_batches(pair):
         ours = _our_probs(pair.ours, texts, LABELS)
         for text, r, o in zip(texts, ref, ours):
             _assert_probs_close(r, o, f"{pair.name} (batch of {len(texts)}): {text!r}")
+
+
+BATCH_DEPENDENT = ("span_markerV1", "span_markerV2", "fuse_layers", "bi_encoder_fuse_hidden48", "deberta_mean_hidden48")
+
+
+def _production_probs(ours, texts, batch_size: int) -> List[np.ndarray]:
+    """Every valid cell through the component's own path (``Predictor.__call__``: cached sub-token
+    ids, length-sorted batches, decoding arrays) with threshold 0, as [n, K, C] arrays."""
+    words = [_words(t) for t in texts]
+    results = Predictor(ours, batch_size=batch_size)(words, LabelSet.from_labels(LABELS), thresholds=0.0)
+    out = []
+    for w, result in zip(words, results):
+        probs = np.full((len(w), ours.config.max_width, len(LABELS)), np.nan)
+        for start, end, label, score in result.candidates:
+            probs[start, end - start, label] = score
+        out.append(probs)
+    return out
+
+
+def test_span_probabilities_production_path(pair):
+    """(a) through ``Predictor.__call__`` (what the spaCy component runs): one text per batch, and
+    length-sorted batches of 8 for the span modes that do not depend on batch padding."""
+    sizes = [1] if pair.name in BATCH_DEPENDENT else [1, 8]
+    for size in sizes:
+        for text, ref, ours in zip(SENTENCES, pair.ref_probs, _production_probs(pair.ours, SENTENCES, size)):
+            assert np.array_equal(np.isnan(ref), np.isnan(ours)), f"{pair.name}: cells differ for {text!r}"
+            _assert_probs_close(ref, ours, f"{pair.name} (Predictor, batch {size}): {text!r}")
 
 
 def test_probabilities_are_not_degenerate(pair):
@@ -326,8 +357,7 @@ def test_label_descriptions_and_case_sensitive_labels(default_checkpoint):
 def test_zero_subtoken_word_deviation(default_checkpoint):
     """Documented deviation: a word with zero sub-tokens (a lone combining accent under BERT's
     accent-stripping normaliser) keeps its slot in our word map; gliner 0.2.29 shifts later words
-    one slot left. Words before it score identically; the accent itself never becomes an entity
-    start/end with a non-zero-width text of its own that would break char offsets."""
+    one slot left. So only the shapes are compared on that text; without the accent both agree."""
     ref = ref_gliner.GLiNER.from_pretrained(str(default_checkpoint), local_files_only=True)
     ours = GLiNER.from_pretrained(default_checkpoint)
     text = "obama \u0301 was born in hawaii"
@@ -346,3 +376,71 @@ def test_zero_subtoken_word_deviation(default_checkpoint):
     enc = ours.prompts.encode([words], [LABELS])
     slots = sorted(set(enc["words_mask"][0].tolist()) - {0})
     assert slots == [1, 3, 4, 5, 6]  # slot 2 (the accent) has no sub-token
+
+
+def test_threshold_compares_in_float32(default_checkpoint):
+    """The reference keeps ``probs > threshold`` with float32 probabilities, so the threshold is
+    rounded to float32 first: a span whose probability equals float32(threshold) is rejected even
+    when the double threshold is slightly below it."""
+    ref = ref_gliner.GLiNER.from_pretrained(str(default_checkpoint), local_files_only=True)
+    ours = GLiNER.from_pretrained(default_checkpoint)
+    text, labels = "Barack Obama was born in Hawaii .", ["person"]
+    ref_probs = torch.sigmoid(torch.from_numpy(_ref_logits(ref, [text], labels)[0])).numpy()  # float32, as decoded
+    ref_probs[~_valid(*ref_probs.shape[:2])] = np.nan
+    for model, probs in ((ref, ref_probs), (ours, _our_probs(ours, [text], labels)[0])):
+        top = np.float32(np.nanmax(probs))
+        t = float(top) - float(np.spacing(top)) / 4  # a double below top that rounds to top in float32
+        assert np.float32(t) == top and t < float(top)
+        out = model.inference([text], labels, threshold=t, batch_size=1)[0]
+        assert out == [], f"{type(model).__name__} kept a span with p == float32(threshold): {out}"
+
+
+MANY_LABELS = [f"{w} {i}" for i, w in enumerate(["person", "city", "team", "company", "king", "river"] * 5)]  # 30
+
+
+def _many_label_probs(ref, ours, text, **predictor_kwargs):
+    ref_p = _ref_probs(ref, [text], MANY_LABELS)[0]
+    words = _words(text)
+    result = Predictor(ours, batch_size=1, **predictor_kwargs)([words], LabelSet.from_labels(MANY_LABELS), thresholds=0.0)[0]
+    ours_p = np.full(ref_p.shape, np.nan)
+    for start, end, label, score in result.candidates:
+        ours_p[start, end - start, label] = score
+    return ref_p, ours_p
+
+
+def test_more_labels_than_max_types_with_one_pass(default_checkpoint):
+    """30 labels > max_types (25): scored in one prompt, as the reference does, when the pass limit allows."""
+    ref = ref_gliner.GLiNER.from_pretrained(str(default_checkpoint), local_files_only=True)
+    ours = GLiNER.from_pretrained(default_checkpoint)
+    assert ours.config.max_types < len(MANY_LABELS)
+    for text in SENTENCES[2:6]:
+        ref_p, ours_p = _many_label_probs(ref, ours, text, max_labels_per_pass=64)
+        _assert_probs_close(ref_p, ours_p, text)
+
+
+def test_more_labels_than_max_types_run_in_groups_by_default(default_checkpoint):
+    """Documented behaviour: more than max_types labels run in groups (max_labels_per_pass raises it)."""
+    from spacy_gliner.inference import LabelSet, Predictor
+
+    ours = GLiNER.from_pretrained(default_checkpoint)
+    labels = LabelSet.from_labels(MANY_LABELS)
+    groups, _ = Predictor(ours)._groups(labels)
+    assert len(groups) == -(-len(MANY_LABELS) // ours.config.max_types)
+    assert sorted(i for g in groups for i in g) == list(range(len(MANY_LABELS)))
+    single, _ = Predictor(ours, max_labels_per_pass=len(MANY_LABELS))._groups(labels)
+    assert len(single) == 1
+
+def test_inference_accepts_a_bare_string_and_skips_non_strings(default_checkpoint):
+    """Reference ``inference``: a ``str`` is one text; non-strings and empty texts give ``[]``."""
+    ref = ref_gliner.GLiNER.from_pretrained(str(default_checkpoint), local_files_only=True)
+    ours = GLiNER.from_pretrained(default_checkpoint)
+    text = "Barack Obama was born in Hawaii ."
+    t = _threshold([_ref_probs(ref, [text], LABELS)[0]], 0.5)
+    r = ref.inference(text, LABELS, threshold=t)
+    o = ours.inference(text, LABELS, threshold=t)
+    assert len(o) == 1 and _ents(o[0])[0] == _ents(r[0])[0] and r[0]
+    texts = ["", None, text, "   ", 42]
+    r = ref.inference(texts, LABELS, threshold=t, batch_size=1)
+    o = ours.inference(texts, LABELS, threshold=t, batch_size=1)
+    assert [_ents(x)[0] for x in o] == [_ents(x)[0] for x in r]
+    assert [len(x) for x in o][:2] == [0, 0]

@@ -105,7 +105,16 @@ def resolve_encoder_config(
     """The backbone config: from ``gliner_config.json`` if stored there, else from ``model_name``."""
     if stored is not None:
         return hf_config_from_dict(stored)
-    hf_config = AutoConfig.from_pretrained(model_name, **hub_kwargs)
+    try:
+        hf_config = AutoConfig.from_pretrained(model_name, **hub_kwargs)
+    except Exception as err:  # OSError / HTTP errors from transformers and huggingface_hub
+        from ..checkpoint import CheckpointError
+
+        raise CheckpointError(
+            f"The configuration stores no encoder_config and the encoder {model_name!r} could not be loaded "
+            f"({type(err).__name__}: {str(err)[:200]}). Make {model_name!r} available locally (or in the "
+            "Hugging Face cache), or load a checkpoint that stores encoder_config."
+        ) from err
     if vocab_size != -1:
         hf_config.vocab_size = vocab_size
     return hf_config
