@@ -172,6 +172,7 @@ class GLiNERPipe(TrainablePipe):
         self.loss_fn = loss if loss is not None else make_span_loss()
         self.training = training if training is not None else TrainingSettings()
         self._rng = random.Random(self.training.seed)
+        self._prompt_budget: Optional[int] = None
         self._teacher = None
         self._gliner = None
         self._predictor: Optional[Predictor] = None
@@ -231,6 +232,7 @@ class GLiNERPipe(TrainablePipe):
         LabelSet.from_labels(_plain(labels))  # raises before anything changes
         old = self.cfg["labels"]
         self.cfg["labels"] = _plain(labels)
+        self._prompt_budget = None
         try:
             self._validate()
         except ValueError:
@@ -261,6 +263,7 @@ class GLiNERPipe(TrainablePipe):
         self.model.shims[0].set_model(gliner.model)
         self._predictor = None
         self._teacher = None
+        self._prompt_budget = None
 
     def _device(self):
         import torch
@@ -411,7 +414,7 @@ class GLiNERPipe(TrainablePipe):
                     spans.append((inner[0], inner[-1], prompt_of[span.label_]))
             if self.cfg["flat_ner"] and self.cfg["spans_key"] in eg.reference.spans:
                 _check_no_overlap(spans, eg)
-            for start, end in _training_windows(len(words), cfg.max_len, cfg.max_width):
+            for start, end in self._training_windows(words):
                 words_list.append(words[start:end])
                 spans_list.append([(s - start, e - start, l) for s, e, l in spans if s >= start and e < end])
         types = [[label for _, _, label in spans] for spans in spans_list]
@@ -421,6 +424,24 @@ class GLiNERPipe(TrainablePipe):
             self._rng,
         )
         return words_list, spans_list, label_sets
+
+    def _training_windows(self, words: List[str]) -> List[tuple]:
+        """Windows of a long training doc, sized like inference windows for the largest label prompt."""
+        from .tokenization import max_sequence_tokens
+        from .windows import plan_windows
+
+        gliner = self.gliner
+        cfg = gliner.config
+        if len(words) <= 32:
+            return [(0, len(words))]
+        if self._prompt_budget is None:
+            counts = sorted((gliner.prompts.prompt_token_count([p]) - 2 for p in self.label_set.prompts), reverse=True)
+            max_types = self.training.max_types or cfg.max_types
+            prompt = sum(counts[:max_types]) + min(max_types, len(counts)) + 1
+            limit = max_sequence_tokens(gliner.tokenizer, gliner.model.token_rep_layer.bert_layer.model.config)
+            self._prompt_budget = max(64, limit - gliner.prompts.num_special - prompt)
+        counts = gliner.prompts.word_token_counts(words)
+        return [tuple(w) for w in plan_windows(counts, self._prompt_budget, cfg.max_len, cfg.max_width)]
 
     def update(
         self,
@@ -568,14 +589,6 @@ def _bi_encoder_labels(gliner, label_sets, device):
         index[i, : len(labels)] = torch.tensor([union.index(label) for label in labels], device=device)
         mask[i, : len(labels)] = True
     return vectors[index] * mask.unsqueeze(-1), mask
-
-
-def _training_windows(num_words: int, max_len: int, max_width: int) -> List[tuple]:
-    """Training windows of at most ``max_len`` words (overlapping by ``max_width``) for long docs."""
-    if num_words <= max_len:
-        return [(0, num_words)]
-    step = max(1, max_len - max_width)
-    return [(s, min(s + max_len, num_words)) for s in range(0, max(1, num_words - max_width), step)]
 
 
 def _check_no_overlap(spans, eg: Example) -> None:

@@ -225,3 +225,20 @@ def test_spacy_train_reduces_loss_and_writes_model_best(encoder, tmp_path):
     assert (best / "gliner" / "model" / "gliner_config.json").exists()
     loaded = spacy.load(best)
     assert loaded.get_pipe("gliner").labels
+
+
+def test_long_training_docs_are_windowed_within_the_token_budget(encoder):
+    nlp, pipe = make_nlp(encoder)
+    words = ("barack obama was born in hawaii and visited paris . " * 120).split()
+    ref = Doc(nlp.vocab, words=words)
+    ref.ents = [Span(ref, i, i + 2, label="person") for i in range(0, len(words), 10)]
+    eg = Example(Doc(nlp.vocab, words=words), ref)
+    pipe.initialize(lambda: [eg], nlp=nlp, model_loader=loader(encoder))
+    rows, spans, _ = pipe._training_rows([eg])
+    assert len(rows) > 1 and sum(map(len, rows)) >= len(words)
+    limit = pipe.gliner.tokenizer.model_max_length
+    for row in rows:
+        assert len(pipe.gliner.tokenizer(row, is_split_into_words=True)["input_ids"]) < limit
+    found = {(s, e) for row_spans in spans for s, e, _ in row_spans}
+    assert found  # gold spans carried into the windows, shifted to window coordinates
+    assert pipe.update([eg])["gliner"] > 0
