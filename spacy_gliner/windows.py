@@ -28,16 +28,24 @@ def plan_windows(
     overlap: int,
     sentence_starts: Optional[Sequence[int]] = None,
 ) -> List[Window]:
-    """Cut ``len(token_counts)`` words into windows of at most ``token_budget`` sub-tokens.
+    """Cut ``len(token_counts)`` words into windows of at most ``token_budget`` sub-tokens and
+    ``max_words`` words, consecutive windows sharing at least ``overlap`` words.
 
     Window ends and the next window's start prefer sentence boundaries when ``sentence_starts`` is
-    given, without ever giving up the ``overlap`` guarantee.
+    given (a window ends at the last sentence start in its second half; the next one starts at the
+    last sentence start that keeps the overlap), without ever giving up the ``overlap`` guarantee.
+    A single word longer than the budget still gets a window of its own (the encoder input is then
+    truncated, see ``Predictor``).
     """
     n = len(token_counts)
     if n == 0:
         return []
+    if n <= max_words:
+        total = int(np.sum(token_counts))
+        if total <= token_budget:
+            return [Window(0, n)]
     cum = np.concatenate([[0], np.cumsum(token_counts)])
-    sents = np.asarray(sorted(set(sentence_starts or ())), dtype=np.int64)
+    sents = np.unique(np.asarray(sentence_starts if sentence_starts is not None else (), dtype=np.int64))
     windows: List[Window] = []
     start = 0
     while True:
@@ -64,7 +72,8 @@ def _last_in(sorted_values: np.ndarray, low: int, high: int, default: int) -> in
 
 def plan_label_groups(prompt_token_counts: Sequence[int], max_labels: int, max_prompt_tokens: int) -> List[List[int]]:
     """Split label indices, in order, into groups of at most ``max_labels`` labels whose prompt fits
-    ``max_prompt_tokens`` sub-tokens (each label costs its own tokens plus one ``<<ENT>>``)."""
+    ``max_prompt_tokens`` sub-tokens (each label costs its own tokens plus one ``<<ENT>>``, and the
+    prompt ends with one ``<<SEP>>``). Every label lands in exactly one group."""
     groups: List[List[int]] = []
     current: List[int] = []
     used = 1  # <<SEP>>
@@ -86,15 +95,22 @@ def plan_label_groups(prompt_token_counts: Sequence[int], max_labels: int, max_p
 
 
 def owned_cells(windows: Sequence[Window], index: int, num_words: int, max_width: int) -> np.ndarray:
-    """Bool [len(window), K]: the cells (start, width) whose score this window provides."""
+    """Bool [len(window), K]: the cells (start, width) whose score this window provides.
+
+    A cell is owned by the window that contains the whole span and where the span is farthest
+    from a cut edge (a window edge that is not a document edge); ties go to the earlier window.
+    """
     own = windows[index]
     priority = _priority(own, num_words, max_width, own)
     keep = priority >= 0
-    for j in range(len(windows)):
-        other = windows[j]
-        if j == index or other.end <= own.start or other.start >= own.end:
+    if len(windows) == 1:
+        return keep
+    starts = np.fromiter((w.start for w in windows), dtype=np.int64, count=len(windows))
+    ends = np.fromiter((w.end for w in windows), dtype=np.int64, count=len(windows))
+    for j in np.flatnonzero((ends > own.start) & (starts < own.end)).tolist():
+        if j == index:
             continue
-        theirs = _priority(other, num_words, max_width, own)
+        theirs = _priority(windows[j], num_words, max_width, own)
         keep &= (priority > theirs) if j < index else (priority >= theirs)
     return keep
 
@@ -103,7 +119,22 @@ def _priority(window: Window, num_words: int, max_width: int, grid: Window) -> n
     """Distance to the nearest cut edge of ``window`` for spans on ``grid``'s cells; -1 if not inside."""
     starts = np.arange(grid.start, grid.end)[:, None]
     ends = starts + np.arange(max_width)[None, :]
-    left = np.where(window.start > 0, starts - window.start, _FAR)
-    right = np.where(window.end < num_words, window.end - 1 - ends, _FAR)
+    left = starts - window.start if window.start > 0 else np.full_like(starts, _FAR)
+    right = window.end - 1 - ends if window.end < num_words else np.full_like(ends, _FAR)
     inside = (starts >= window.start) & (ends < window.end)
     return np.where(inside, np.minimum(left, right), -1)
+
+
+def unscored_spans(windows: Sequence[Window], num_words: int, max_width: int) -> int:
+    """How many spans of up to ``max_width`` words lie inside no window (0 unless windows are
+    shorter than ``max_width`` words, e.g. under a tiny sub-token budget)."""
+    if num_words == 0:
+        return 0
+    reach = np.zeros(num_words, dtype=np.int64)  # furthest window end among windows starting at or before s
+    for w in windows:
+        reach[w.start] = max(reach[w.start], w.end)
+    reach = np.maximum.accumulate(reach)
+    s = np.arange(num_words)
+    want = np.minimum(max_width, num_words - s)
+    have = np.clip(reach - s, 0, None)
+    return int(np.clip(want - have, 0, None).sum())

@@ -152,20 +152,58 @@ class GLiNERModel(nn.Module):
         ``out_project`` = Linear1 -> ReLU -> Dropout -> Linear2 over ReLU([S; E]); Linear1 splits into a
         per-start plus a per-end term, and Linear2 folds into the label vectors, so each span costs an
         add, a ReLU and a product with C label vectors.
+
+        The [B, W, K, 4D] intermediate is built a few start words at a time (bounded memory, cache
+        friendly). Cells whose end lies past the padded length W (never a real span) are not computed
+        span by span: they get a zero end term, one value per start word, as a zero-padded end would.
         """
         width = self.config.max_width
-        start_term, end_term = span_layer.span_terms(words)  # [B, W, 4D] each
+        start_term, end_term = self._span_terms_packed(span_layer, words)  # [B, W, 4D] each
         out = span_layer.out_project
         batch, num_words, hidden4 = start_term.shape
-        padded = torch.cat([end_term, end_term.new_zeros(batch, width - 1, hidden4)], dim=1)
-        ends = padded.unfold(1, width, 1).transpose(-1, -2)  # [B, W, K, 4D] (view)
-        spans = torch.relu(start_term.unsqueeze(2) + ends)  # [B, W, K, 4D]
-        spans = out[2](spans)  # dropout
         last = out[3]
         label_vecs = labels @ last.weight  # [B, C, 4D]
         label_bias = labels @ last.bias  # [B, C]
-        logits = torch.einsum("bwkh,bch->bwkc", spans, label_vecs)
+        num_labels = label_vecs.size(1)
+        if num_words == 0 or num_labels == 0:
+            return start_term.new_zeros(batch, num_words, width, num_labels)
+        in_place = not torch.is_grad_enabled()
+        # Cells with end >= W: relu(start + 0) . label, the same for every such width.
+        tail = torch.einsum("bwh,bch->bwc", out[2](torch.relu(start_term)), label_vecs)  # [B, W, C]
+        padded = torch.cat([end_term, end_term.new_zeros(batch, width - 1, hidden4)], dim=1)  # [B, W+K-1, 4D]
+        # About 2 MB of [B, w, K, 4D] at a time (stays in cache for the product that follows).
+        step = max(1, (2 << 20) // max(1, batch * width * hidden4 * start_term.element_size()))
+        pieces = []
+        for w0 in range(0, num_words, step):
+            w1 = min(num_words, w0 + step)
+            k_used = min(width, num_words - w0)  # widths whose end is < W for some start in the chunk
+            ends = padded[:, w0 : w1 + k_used - 1].unfold(1, k_used, 1).transpose(-1, -2)  # [B, w, k, 4D]
+            if in_place:
+                spans = torch.add(start_term[:, w0:w1, None, :], ends).relu_()
+            else:
+                spans = torch.relu(start_term[:, w0:w1, None, :] + ends)
+            spans = out[2](spans)  # dropout
+            piece = torch.einsum("bwkh,bch->bwkc", spans, label_vecs)  # [B, w, k, C]
+            if k_used < width:
+                rest = tail[:, w0:w1, None, :].expand(batch, w1 - w0, width - k_used, num_labels)
+                piece = torch.cat([piece, rest], dim=2)
+            pieces.append(piece)
+        logits = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
         return logits + label_bias[:, None, None, :]
+
+    @staticmethod
+    def _span_terms_packed(span_layer: nn.Module, words: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``span_layer.span_terms(words)``, run only on word vectors that are not all zero (batch
+        padding, words without sub-tokens): those all share the terms of the zero vector."""
+        zero = ~(words != 0).any(-1)  # [B, W]
+        if not bool(zero.any()) or bool(zero.all()):
+            return span_layer.span_terms(words)
+        start_real, end_real = span_layer.span_terms(words[~zero].unsqueeze(0))  # [1, N, 4D]
+        start_zero, end_zero = span_layer.span_terms(words.new_zeros(1, 1, words.size(-1)))  # [1, 1, 4D]
+        shape = (*words.shape[:2], start_real.size(-1))
+        start = start_zero.expand(shape).masked_scatter(~zero.unsqueeze(-1), start_real[0])
+        end = end_zero.expand(shape).masked_scatter(~zero.unsqueeze(-1), end_real[0])
+        return start, end
 
     def forward(
         self,
