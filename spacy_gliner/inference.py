@@ -183,7 +183,6 @@ class _TextTokens(NamedTuple):
 class _LabelPlan(NamedTuple):
     groups: List[List[int]]  # label indices per group
     prompt_ids: List[np.ndarray]  # uni-encoder prompt sub-token ids per group (empty for bi-encoders)
-    prompt_words: List[int]  # prompt words per group (2 per label + <<SEP>>; 0 for bi-encoders)
     longest_prompt: int  # sub-tokens of the longest group prompt
     table: np.ndarray  # [groups, max group size] label index, -1 = padding
 
@@ -278,7 +277,6 @@ class Predictor:
         if self.is_bi_encoder:
             groups = [list(range(i, min(n, i + self.max_labels))) for i in range(0, n, self.max_labels)]
             prompt_ids = [np.zeros(0, dtype=np.int64) for _ in groups]
-            prompt_words = [0 for _ in groups]
             longest = 0
         else:
             counts = self.gliner.prompts.word_token_counts(list(labels.prompts))
@@ -289,12 +287,11 @@ class Predictor:
                 prompt_words_lists, is_split_into_words=True, add_special_tokens=False, verbose=False
             )
             prompt_ids = [np.asarray(ids, dtype=np.int64) for ids in enc["input_ids"]]
-            prompt_words = [len(w) for w in prompt_words_lists]
             longest = max(len(p) for p in prompt_ids)
         table = np.full((len(groups), max(len(g) for g in groups)), -1, dtype=np.int64)
         for i, g in enumerate(groups):
             table[i, : len(g)] = g
-        plan = _LabelPlan(groups, prompt_ids, prompt_words, longest, table)
+        plan = _LabelPlan(groups, prompt_ids, longest, table)
         if len(self._label_plans) >= 16:
             self._label_plans.clear()
         self._label_plans[labels] = plan
@@ -448,6 +445,7 @@ class Predictor:
                     found.append(self._run_batch(batch, tokens, windows, plan, thr_table, truncated))
         finally:
             model.train(was_training)
+            self._words, self._label_prompts = (), ()
         return self._collect(word_lists, windows, found, num_groups, truncated)
 
     def _collect(self, word_lists, windows, found, num_groups, truncated) -> List[WordsResult]:
@@ -522,7 +520,8 @@ class Predictor:
         start = s + win_start[r]
         return texts[r], start, start + k, plan.table[groups[r], c], score
 
-    def _encode_slow(self, batch, windows, plan: _LabelPlan) -> Dict[str, torch.Tensor]:  # pragma: no cover
+    def _encode_slow(self, batch, windows, plan: _LabelPlan) -> Dict[str, torch.Tensor]:
+        """Fallback for tokenizers whose per-word ids depend on context: tokenize each batch."""
         words = [self._words[t.text][windows[t.text][t.window].start : windows[t.text][t.window].end] for t in batch]
         labels = [[self._label_prompts[i] for i in plan.groups[t.group]] for t in batch]
         return self.gliner.prompts.encode(words, labels)

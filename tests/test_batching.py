@@ -262,3 +262,15 @@ def test_thread_count_restored(ours):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_fallback_tokenizing_every_batch_gives_the_same_results(ours):
+    """Tokenizers whose per-word ids depend on context fall back to tokenizing each batch."""
+    texts = _texts()
+    labels = LabelSet.from_labels(LABELS)
+    fast = Predictor(ours, batch_size=4)(texts, labels, thresholds=0.0)
+    slow_predictor = Predictor(ours, batch_size=4)
+    slow_predictor._fast_inputs = False
+    slow = slow_predictor(texts, labels, thresholds=0.0)
+    for a, b in zip(fast, slow):
+        _assert_same(a, b)
