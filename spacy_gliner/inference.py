@@ -530,13 +530,7 @@ class Predictor:
     def _bi_labels(self, batch, plan: _LabelPlan, device) -> Tuple[torch.Tensor, torch.Tensor]:
         """Label vectors [B, C, D] + mask for the rows of a batch; computed once per label group."""
         rows = [self._group_embeddings(tuple(self._label_prompts[i] for i in plan.groups[t.group]), device) for t in batch]
-        width = max(r.size(0) for r in rows)
-        embeds = rows[0].new_zeros(len(rows), width, rows[0].size(-1))
-        mask = torch.zeros(len(rows), width, dtype=torch.bool, device=device)
-        for i, r in enumerate(rows):
-            embeds[i, : r.size(0)] = r
-            mask[i, : r.size(0)] = True
-        return embeds, mask
+        return _pad_rows(rows, device)
 
     def _group_embeddings(self, prompts: Tuple[str, ...], device) -> torch.Tensor:
         key = self._weights_key()
@@ -575,13 +569,7 @@ class Predictor:
         inputs = {k: v.to(device) for k, v in gliner.prompts.encode(word_lists, label_lists).items()}
         if self.is_bi_encoder:
             rows = [self._group_embeddings(tuple(labels), device) for labels in label_lists]
-            width = max(r.size(0) for r in rows)
-            embeds = rows[0].new_zeros(len(rows), width, rows[0].size(-1))
-            mask = torch.zeros(len(rows), width, dtype=torch.bool, device=device)
-            for i, r in enumerate(rows):
-                embeds[i, : r.size(0)] = r
-                mask[i, : r.size(0)] = True
-            inputs["labels_embeddings"], inputs["labels_mask"] = embeds, mask
+            inputs["labels_embeddings"], inputs["labels_mask"] = _pad_rows(rows, device)
         with torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None):
             logits, _, _ = gliner.model(**inputs)
         probs = torch.sigmoid(logits.float()).cpu().numpy()
@@ -606,6 +594,17 @@ def _single_threaded(module: Optional[torch.nn.Module]) -> Iterator[None]:
         for handle in handles:
             handle.remove()
         torch.set_num_threads(threads)
+
+
+def _pad_rows(rows: Sequence[torch.Tensor], device) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Stack label-vector rows [C_i, D] into [B, C, D] (zero-padded) plus a bool mask [B, C]."""
+    width = max(r.size(0) for r in rows)
+    embeds = rows[0].new_zeros(len(rows), width, rows[0].size(-1))
+    mask = torch.zeros(len(rows), width, dtype=torch.bool, device=device)
+    for i, r in enumerate(rows):
+        embeds[i, : r.size(0)] = r
+        mask[i, : r.size(0)] = True
+    return embeds, mask
 
 
 def predict_words(gliner, word_lists, labels: LabelSet, *, threshold=0.5, flat_ner=True, multi_label=False, batch_size=8):

@@ -313,7 +313,7 @@ class GLiNERPipe(TrainablePipe):
     def set_annotations(self, docs: Iterable[Doc], results: List[WordsResult]) -> None:
         cfg = self.cfg
         for doc, result in zip(docs, results):
-            token_index = _words(doc)[0][1]
+            token_index = _word_tokens(doc)
             doc._.gliner_windows = result.num_windows
             doc._.gliner_label_groups = result.num_label_groups
             if cfg["spans_key"] is not None:
@@ -601,9 +601,14 @@ def _check_no_overlap(spans, eg: Example) -> None:
             )
 
 
+def _word_tokens(doc: Doc) -> List[int]:
+    """Token indices of GLiNER's words: every token that is not whitespace."""
+    return [t.i for t in doc if not t.is_space]
+
+
 def _words(doc: Doc):
     """GLiNER words (non-whitespace tokens) with their token indices, and sentence-start word indices."""
-    index = [t.i for t in doc if not t.is_space]
+    index = _word_tokens(doc)
     starts: List[int] = []
     if doc.has_annotation("SENT_START"):
         word_of = {tok: w for w, tok in enumerate(index)}
