@@ -129,7 +129,7 @@ def train_ours(records: List[Record], steps: int, minutes: float, recipe: Dict[s
     pipe.initialize(lambda: examples[:64], nlp=nlp, model_loader=encoder_loader(
         encoder_dir(), hidden_size=512, max_width=12, dropout=recipe.get("dropout", 0.4), local_files_only=True))
     schedule = warmup_cosine(recipe["lr"], max(1, int(0.05 * steps)), steps)
-    optimizer = Adam(learn_rate=recipe["lr"], L2=0.0, grad_clip=0.0)
+    optimizer = Adam(learn_rate=recipe["lr"], L2=0.0, grad_clip=0.0, use_averages=False)  # as configs/train.cfg
     start = time.perf_counter()
     done = 0
     losses: List[float] = []

@@ -35,28 +35,18 @@ class GLiNERShim(PyTorchShim):
     def finish_update(self, optimizer) -> None:
         import torch
 
-        from thinc.util import torch2xp, xp2torch
+        from .optimizer_step import apply_optimizer
 
         if self._model is None:
             return
-        if self.grad_clip:
-            params = [p for p in self._model.parameters() if p.grad is not None]
-            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
-        for name, param in self._model.named_parameters():
-            if param.grad is None:
-                continue
-            if not self._grad_scaler.found_inf:
-                scale = self.lr_scales.get(name, 1.0)
-                decay = self.weight_decay.get(name, 0.0)
-                if decay:
-                    # Decoupled weight decay (AdamW), at this parameter's own rate.
-                    lr = optimizer.learn_rate if isinstance(optimizer.learn_rate, float) else 1.0
-                    with torch.no_grad():
-                        param.mul_(1.0 - lr * scale * decay)
-                new, _ = optimizer((self.id, name), torch2xp(param.data), torch2xp(param.grad), lr_scale=scale)
-                with torch.no_grad():
-                    param.copy_(xp2torch(new, device=param.device))
-            param.grad = None
+        params = [(n, p) for n, p in self._model.named_parameters() if p.grad is not None]
+        if self._grad_scaler.found_inf:
+            for _, param in params:
+                param.grad = None
+        else:
+            if self.grad_clip:
+                torch.nn.utils.clip_grad_norm_([p for _, p in params], self.grad_clip)
+            apply_optimizer(optimizer, self.id, params, self.lr_scales, self.weight_decay)
         self._grad_scaler.update()
 
 

@@ -8,10 +8,12 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..config import GLiNERConfig
+from .dropout import relu_dropout, use_fast_dropout
 from .encoder import TokenRepLayer
 from .fusion import CrossFuser
 from .layers import projection_mlp
 from .span_rep import SpanRepLayer
+from .span_scores import marker_span_logits
 
 
 class BiLSTM(nn.Module):
@@ -89,6 +91,7 @@ class GLiNERModel(nn.Module):
         if config.fusion_schema:
             heads = text_model.config.num_attention_heads
             self.cross_fuser = CrossFuser(dim, heads, config.num_post_fusion_layers, config.dropout, config.fusion_schema)
+        use_fast_dropout(self)  # CPU training: dropout masks from random bits (see dropout.py)
 
     # ----------------------------------------------------------------------------------------
     @property
@@ -168,6 +171,10 @@ class GLiNERModel(nn.Module):
         if num_words == 0 or num_labels == 0:
             return start_term.new_zeros(batch, num_words, width, num_labels)
         in_place = not torch.is_grad_enabled()
+        if not in_place and not torch.is_autocast_enabled(start_term.device.type):
+            drop = out[2].p if out[2].training else 0.0
+            scaled = label_vecs * (1.0 / (1.0 - drop)) if drop else label_vecs
+            return marker_span_logits(start_term, end_term, scaled, width, drop) + label_bias[:, None, None, :]
         # Cells with end >= W: relu(start + 0) . label, the same for every such width.
         tail = torch.einsum("bwh,bch->bwc", out[2](torch.relu(start_term)), label_vecs)  # [B, W, C]
         padded = torch.cat([end_term, end_term.new_zeros(batch, width - 1, hidden4)], dim=1)  # [B, W+K-1, 4D]
@@ -179,11 +186,10 @@ class GLiNERModel(nn.Module):
             k_used = min(width, num_words - w0)  # widths whose end is < W for some start in the chunk
             ends = padded[:, w0 : w1 + k_used - 1].unfold(1, k_used, 1).transpose(-1, -2)  # [B, w, k, 4D]
             if in_place:
-                spans = torch.add(start_term[:, w0:w1, None, :], ends).relu_()
-            else:
-                spans = torch.relu(start_term[:, w0:w1, None, :] + ends)
-            spans = out[2](spans)  # dropout
-            piece = torch.einsum("bwkh,bch->bwkc", spans, label_vecs)  # [B, w, k, C]
+                spans, scale = out[2](torch.add(start_term[:, w0:w1, None, :], ends).relu_()), 1.0
+            else:  # training: ReLU + dropout in one step; the dropout scale goes on the labels
+                spans, scale = relu_dropout(start_term[:, w0:w1, None, :] + ends, out[2])
+            piece = torch.einsum("bwkh,bch->bwkc", spans, label_vecs if scale == 1.0 else label_vecs * scale)
             if k_used < width:
                 rest = tail[:, w0:w1, None, :].expand(batch, w1 - w0, width - k_used, num_labels)
                 piece = torch.cat([piece, rest], dim=2)
@@ -195,7 +201,7 @@ class GLiNERModel(nn.Module):
     def _span_terms_packed(span_layer: nn.Module, words: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``span_layer.span_terms(words)``, run only on word vectors that are not all zero (batch
         padding, words without sub-tokens): those all share the terms of the zero vector."""
-        zero = ~(words != 0).any(-1)  # [B, W]
+        zero = words.abs().amax(-1) == 0  # [B, W] (float reduction: bool kernels are slow on CPU)
         if not bool(zero.any()) or bool(zero.all()):
             return span_layer.span_terms(words)
         start_real, end_real = span_layer.span_terms(words[~zero].unsqueeze(0))  # [1, N, 4D]

@@ -1,0 +1,76 @@
+"""markerV0 span x label logits for training, as one autograd node.
+
+Per span (start s, width k) and label c the factored markerV0 head computes
+``logit = (relu(S[s] + E[s + k]) * keep) . L[c]``: ``S`` / ``E`` the per-word start / end terms
+[B, W, H], ``keep`` the dropout mask of the span's hidden layer and ``L`` the label vectors with the
+last Linear (and the dropout scale) folded in. Written with autograd, each chunk of start words
+leaves several graph nodes, and the backward of its slice of ``E`` zero-fills a gradient the size
+of all of ``E`` per chunk. Here forward and backward walk the same chunks by hand and accumulate
+the gradients of ``S``, ``E`` and ``L`` in place; only each chunk's hidden layer is kept (as
+autograd would keep it).
+
+Cells whose end lies past the padded length W are never spans of any text (the loss masks them):
+they get the value of a zero end term, ``relu(S[s]) . L[c]``, and no gradient.
+"""
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import torch
+from torch import Tensor
+
+from .dropout import keep_mask
+
+CHUNK_BYTES = 2 << 20  # [B, w, K, H] per chunk: about 2 MB stays in cache for the product that follows
+
+
+def _chunks(num_words: int, batch: int, width: int, hidden: int, itemsize: int) -> List[Tuple[int, int, int]]:
+    step = max(1, CHUNK_BYTES // max(1, batch * width * hidden * itemsize))
+    return [(w0, min(num_words, w0 + step), min(width, num_words - w0)) for w0 in range(0, num_words, step)]
+
+
+class MarkerSpanLogits(torch.autograd.Function):
+    """``(start [B, W, H], end [B, W, H], labels [B, C, H], width, drop_p) -> logits [B, W, K, C]``."""
+
+    @staticmethod
+    def forward(ctx, start: Tensor, end: Tensor, labels: Tensor, width: int, drop_p: float) -> Tensor:  # type: ignore[override]
+        batch, num_words, hidden = start.shape
+        num_labels = labels.size(1)
+        padded = torch.cat([end, end.new_zeros(batch, width - 1, hidden)], dim=1)  # [B, W+K-1, H]
+        logits = start.new_empty(batch, num_words, width, num_labels)
+        chunks = _chunks(num_words, batch, width, hidden, start.element_size())
+        hiddens = []
+        for w0, w1, k_used in chunks:
+            ends = padded[:, w0 : w1 + k_used - 1].unfold(1, k_used, 1).transpose(-1, -2)  # [B, w, k, H]
+            h = torch.add(start[:, w0:w1, None, :], ends).clamp_min_(0)
+            if drop_p > 0:
+                h.mul_(keep_mask(h.shape, drop_p, h.device).to(h.dtype))
+            logits[:, w0:w1, :k_used] = torch.einsum("bwkh,bch->bwkc", h, labels)
+            if k_used < width:  # ends past W: a zero end term
+                tail = torch.einsum("bwh,bch->bwc", start[:, w0:w1].clamp_min(0), labels)
+                logits[:, w0:w1, k_used:] = tail[:, :, None, :]
+            hiddens.append(h)
+        ctx.save_for_backward(labels)
+        ctx.hiddens, ctx.chunks, ctx.shape = hiddens, chunks, (batch, num_words, hidden, width)
+        return logits
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (labels,) = ctx.saved_tensors
+        batch, num_words, hidden, width = ctx.shape
+        grad_start = labels.new_zeros(batch, num_words, hidden)
+        grad_padded = labels.new_zeros(batch, num_words + width - 1, hidden)
+        grad_labels = torch.zeros_like(labels)
+        for (w0, w1, k_used), h in zip(ctx.chunks, ctx.hiddens):
+            g = grad[:, w0:w1, :k_used]  # [B, w, k, C]
+            grad_labels += torch.einsum("bwkc,bwkh->bch", g, h)
+            g_h = torch.einsum("bwkc,bch->bwkh", g, labels).mul_(h.sign())  # h >= +0: relu and dropout gate
+            grad_start[:, w0:w1] += g_h.sum(2)
+            for k in range(k_used):
+                grad_padded[:, w0 + k : w1 + k] += g_h[:, :, k]
+        return grad_start, grad_padded[:, :num_words], grad_labels, None, None
+
+
+def marker_span_logits(start: Tensor, end: Tensor, labels: Tensor, width: int, drop_p: float) -> Tensor:
+    """Training logits [B, W, K, C]; ``labels`` already carry the dropout scale ``1 / (1 - drop_p)``."""
+    return MarkerSpanLogits.apply(start, end, labels, width, drop_p)

@@ -1,0 +1,120 @@
+"""Apply spaCy's thinc optimizer to torch parameters, with per-parameter lr scale and weight decay.
+
+spaCy's training loop owns one thinc ``Optimizer`` (its schedule, hyper-parameters and Adam moments).
+thinc applies it one parameter at a time through single-threaded numpy kernels; for a CPU model of
+tens of millions of weights that was about a tenth of a training step. When the optimizer is plain
+Adam (no RAdam, no L2 added to the gradient, no per-parameter clipping), :func:`apply_optimizer`
+runs the *same update* with torch's fused multi-threaded Adam kernel, on the optimizer's own state:
+the moments stay in ``optimizer.mom1`` / ``mom2`` (shared memory), ``nr_update`` and the averages
+are kept exactly as thinc keeps them. Anything else (GPU parameters, other optimizers) goes through
+``optimizer(...)`` parameter by parameter.
+
+thinc's Adam step is ``w -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``; torch's is
+``w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps')``: identical with
+``eps' = eps / sqrt(1 - b2^t)``. Decoupled weight decay ``w *= 1 - lr * scale * decay`` comes first
+in both paths (as AdamW).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
+
+import numpy
+import torch
+
+Named = Sequence[Tuple[str, torch.nn.Parameter]]
+
+
+def apply_optimizer(
+    optimizer: Any,
+    shim_id: int,
+    params: Named,
+    lr_scales: Mapping[str, float],
+    weight_decay: Mapping[str, float],
+) -> None:
+    """One optimizer step for every parameter with a gradient; gradients are cleared."""
+    params = [(n, p) for n, p in params if p.grad is not None]
+    fused = [(n, p) for n, p in params if _fusable(optimizer, p)]
+    if fused:
+        _fused_adam(optimizer, shim_id, fused, lr_scales, weight_decay)
+    fused_ids = {id(p) for _, p in fused}
+    for name, param in params:
+        if id(param) not in fused_ids:
+            _thinc_update(optimizer, shim_id, name, param, lr_scales.get(name, 1.0), weight_decay.get(name, 0.0))
+        param.grad = None
+
+
+def _fusable(optimizer: Any, param: torch.Tensor) -> bool:
+    return (
+        param.device.type == "cpu"
+        and param.dtype == torch.float32
+        and hasattr(torch, "_fused_adamw_")
+        and not getattr(optimizer, "use_radam", True)
+        and getattr(optimizer, "b1", 0.0) > 0.0
+        and getattr(optimizer, "b2", 0.0) > 0.0
+        and not getattr(optimizer, "grad_clip", 1.0)
+        and not getattr(optimizer, "L2", 1.0)
+    )
+
+
+def _learn_rate(optimizer: Any) -> float:
+    lr = optimizer.learn_rate
+    return float(lr) if isinstance(lr, (int, float)) else 1.0
+
+
+def _decay(param: torch.Tensor, optimizer: Any, scale: float, decay: float) -> None:
+    if decay:
+        with torch.no_grad():
+            param.mul_(1.0 - _learn_rate(optimizer) * scale * decay)
+
+
+def _thinc_update(optimizer: Any, shim_id: int, name: str, param: torch.Tensor, scale: float, decay: float) -> None:
+    from thinc.util import torch2xp, xp2torch
+
+    _decay(param, optimizer, scale, decay)
+    new, _ = optimizer((shim_id, name), torch2xp(param.data), torch2xp(param.grad), lr_scale=scale)
+    if _data_ptr(new) != param.data_ptr():  # thinc's Adam updates in place: nothing to copy
+        with torch.no_grad():
+            param.copy_(xp2torch(new, device=param.device))
+
+
+def _fused_adam(optimizer: Any, shim_id: int, params: Named, lr_scales, weight_decay) -> None:
+    lr = _learn_rate(optimizer)
+    b1, b2, eps = float(optimizer.b1), float(optimizer.b2), float(optimizer.eps)
+    groups: Dict[Tuple[float, float, int], List[tuple]] = defaultdict(list)
+    for name, param in params:
+        key = (shim_id, name)
+        optimizer.nr_update[key] += 1
+        size = param.numel()
+        for moments in (optimizer.mom1, optimizer.mom2):
+            if key not in moments or not isinstance(moments[key], numpy.ndarray) or moments[key].size != size:
+                moments[key] = numpy.zeros(size, dtype="float32")
+        m1 = torch.from_numpy(optimizer.mom1[key]).view(param.shape)
+        m2 = torch.from_numpy(optimizer.mom2[key]).view(param.shape)
+        group = (lr_scales.get(name, 1.0), weight_decay.get(name, 0.0), optimizer.nr_update[key])
+        groups[group].append((key, param, m1, m2))
+    for (scale, decay, step), items in groups.items():
+        weights = [p.data for _, p, _, _ in items]
+        grads = [p.grad for _, p, _, _ in items]
+        steps = [torch.tensor(float(step)) for _ in items]
+        torch._fused_adamw_(
+            weights, grads, [m for _, _, m, _ in items], [v for _, _, _, v in items], [], steps,
+            lr=lr * scale, beta1=b1, beta2=b2, weight_decay=decay, eps=eps / (1.0 - b2**step) ** 0.5,
+            amsgrad=False, maximize=False,
+        )
+        if optimizer.averages is not None:
+            from thinc.api import NumpyOps
+
+            ops = NumpyOps()
+            for key, param, _, _ in items:
+                if key not in optimizer.averages:
+                    optimizer.averages[key] = ops.alloc(tuple(param.shape), dtype="float32")
+                ops.update_averages(optimizer.averages[key], param.data.numpy(), step)
+
+
+def _data_ptr(array: Any):
+    """Address of a numpy / cupy array's data (None if unknown)."""
+    if hasattr(array, "__array_interface__"):
+        return array.__array_interface__["data"][0]
+    data = getattr(array, "data", None)
+    return getattr(data, "ptr", None)

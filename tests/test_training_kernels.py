@@ -1,0 +1,127 @@
+"""The training fast paths compute what plain autograd computes: the markerV0 span-logit node,
+CPU dropout from random bits, and the swap of every dropout module."""
+import pytest
+import torch
+
+from spacy_gliner.modeling import span_scores
+from spacy_gliner.modeling.dropout import FastDropout, keep_mask, relu_dropout, use_fast_dropout
+from spacy_gliner.modeling.span_scores import marker_span_logits
+
+B, W, H, C, K = 3, 7, 16, 4, 5
+
+
+def _autograd_logits(start, end, labels, keep=None):
+    padded = torch.cat([end, end.new_zeros(B, K - 1, H)], 1)
+    hidden = torch.relu(start[:, :, None] + padded.unfold(1, K, 1).transpose(-1, -2))  # [B, W, K, H]
+    if keep is not None:
+        hidden = hidden * keep
+    return torch.einsum("bwkh,bch->bwkc", hidden, labels)
+
+
+def _inputs():
+    torch.manual_seed(0)
+    return [torch.randn(*shape, dtype=torch.float64, requires_grad=True) for shape in ((B, W, H), (B, W, H), (B, C, H))]
+
+
+# Cells whose end lies past W are never spans (the loss masks them): compare the others.
+VALID = ((torch.arange(W)[:, None] + torch.arange(K)[None]) < W).double()[None, :, :, None]
+
+
+@pytest.mark.parametrize("chunk_bytes", [span_scores.CHUNK_BYTES, 1, 3 * K * H * 8 * B])
+def test_marker_span_logits_equal_autograd(monkeypatch, chunk_bytes):
+    monkeypatch.setattr(span_scores, "CHUNK_BYTES", chunk_bytes)
+    start, end, labels = _inputs()
+    ours = marker_span_logits(start, end, labels, K, 0.0)
+    ref = _autograd_logits(start, end, labels)
+    assert torch.allclose(ours, ref, atol=1e-12)  # every cell, the ones past W included
+    weights = torch.randn_like(ours) * VALID
+    grads = torch.autograd.grad((ours * weights).sum(), (start, end, labels))
+    ref_grads = torch.autograd.grad((ref * weights).sum(), (start, end, labels))
+    for got, want in zip(grads, ref_grads):
+        assert torch.allclose(got, want, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda s, e, l: marker_span_logits(s, e, l, K, 0.0) * VALID, (start, end, labels))
+
+
+def test_marker_span_logits_dropout_matches_its_mask(monkeypatch):
+    start, end, labels = _inputs()
+    masks = []
+    real_keep_mask = span_scores.keep_mask
+
+    def recording_keep_mask(shape, p, device):
+        masks.append(real_keep_mask(shape, p, device))
+        return masks[-1]
+
+    monkeypatch.setattr(span_scores, "keep_mask", recording_keep_mask)
+    ours = marker_span_logits(start, end, labels, K, 0.5)
+    (keep,) = masks  # one chunk
+    assert 0.3 < keep.mean().item() < 0.7
+    ref = _autograd_logits(start, end, labels, keep.double())
+    assert torch.allclose(ours * VALID, ref * VALID, atol=1e-12)
+    weights = torch.randn_like(ours) * VALID
+    grads = torch.autograd.grad((ours * weights).sum(), (start, end, labels))
+    ref_grads = torch.autograd.grad((ref * weights).sum(), (start, end, labels))
+    for got, want in zip(grads, ref_grads):
+        assert torch.allclose(got, want, atol=1e-12)
+
+
+def test_keep_mask_and_fast_dropout():
+    torch.manual_seed(0)
+    for p in (0.1, 0.4, 0.9):
+        keep = keep_mask((400_000,), p, torch.device("cpu"))
+        assert set(keep.unique().tolist()) <= {0.0, 1.0}
+        assert abs((1 - keep.mean().item()) - p) < 0.005
+    drop = FastDropout(0.25).train()
+    x = torch.ones(1000, 100, requires_grad=True)
+    out = drop(x)
+    assert abs((out == 0).float().mean().item() - 0.25) < 0.01
+    assert torch.allclose(out[out != 0], torch.tensor(1 / 0.75))
+    out.sum().backward()
+    assert torch.equal(x.grad, out.detach())  # gradient = the scaled mask
+    drop.eval()
+    assert torch.equal(drop(x), x)
+    # relu_dropout: unscaled output plus the scale; outside training a plain ReLU
+    y, scale = relu_dropout(torch.randn(50, 50), torch.nn.Dropout(0.2).eval())
+    assert scale == 1.0 and (y >= 0).all()
+
+
+def test_use_fast_dropout_swaps_every_dropout_and_keeps_the_state_dict(bert_dir):
+    from transformers import AutoModel
+
+    encoder = AutoModel.from_pretrained(str(bert_dir))
+    model = torch.nn.Sequential(encoder, torch.nn.Linear(4, 4), torch.nn.Dropout(0.3))
+    keys = list(model.state_dict())
+    n_dropouts = sum(type(m) is torch.nn.Dropout for m in model.modules())
+    assert n_dropouts > 3
+    use_fast_dropout(model)
+    assert list(model.state_dict()) == keys
+    assert sum(type(m) is torch.nn.Dropout for m in model.modules()) == 0
+    assert sum(isinstance(m, FastDropout) for m in model.modules()) == n_dropouts
+    assert model[2].p == 0.3
+
+
+def test_training_forward_equals_eval_forward_without_dropout(bert_dir):
+    """With dropout 0, the training path (custom span node) gives the inference path's logits on
+    every real span, and gradients flow to every head."""
+    from spacy_gliner.registry import encoder_loader
+
+    gliner = encoder_loader(str(bert_dir), hidden_size=32, max_width=4, dropout=0.0)()
+    words = [["barack", "obama", "visited", "paris"], ["john", "smith", "works", "at", "google", "in", "london"]]
+    inputs = gliner.prompts.encode(words, [["person", "location"], ["person", "organization", "location"]])
+    model = gliner.model.eval()
+    with torch.no_grad():
+        eval_logits, word_mask, _ = model(**inputs)
+    model.train()
+    for module in model.modules():  # the encoder's own dropouts off too
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if hasattr(module, "dropout_prob"):
+            module.dropout_prob = 0.0
+    train_logits, _, _ = model(**inputs)
+    ends = torch.arange(word_mask.size(1))[:, None] + torch.arange(4)[None]
+    valid = (ends[None] < word_mask.sum(-1)[:, None, None])[..., None]
+    assert torch.allclose(train_logits * valid, eval_logits * valid, atol=1e-5)
+    (train_logits * valid).sum().backward()
+    for name in ("span_rep_layer.span_rep_layer.project_start.0.weight", "span_rep_layer.span_rep_layer.out_project.0.weight",
+                 "span_rep_layer.span_rep_layer.out_project.3.weight", "prompt_rep_layer.0.weight"):
+        param = dict(model.named_parameters())[name]
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
