@@ -375,12 +375,22 @@ def memory_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
     words = len(WORD_RE.findall(text))
     _trim()
     loaded = _status_mib("VmRSS")
-    with PeakMemory() as mem:
+    # (1) what a user's nlp(text) costs: spaCy's tokenizer builds the Doc, then the pipeline runs.
+    with PeakMemory() as whole:
         t0 = time.perf_counter()
         doc = nlp(text)
         dt = time.perf_counter() - t0
+    del doc
+    # (2) the pipeline (sentencizer + gliner) over a Doc that already exists: the component's own memory.
+    doc = nlp.make_doc(text)
+    with PeakMemory() as mem:
+        t0 = time.perf_counter()
+        for _, proc in nlp.pipeline:
+            doc = proc(doc)
+        dt_pipe = time.perf_counter() - t0
     out = {
-        "words": words, "seconds": dt, "words_per_s": words / dt, "peak_mib": mem.peak, "loaded_rss_mib": loaded,
+        "words": words, "seconds": dt, "words_per_s": words / dt, "peak_mib": mem.peak,
+        "peak_mib_with_doc": whole.peak, "pipeline_seconds": dt_pipe, "loaded_rss_mib": loaded,
         "windows": doc._.gliner_windows, "label_groups": doc._.gliner_label_groups, "entities": len(doc.ents),
     }
     if spec.get("check_all_labels"):
@@ -562,11 +572,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                 continue
             for r in (small, big):
                 print(f"[{alloc}] {r['words']:>8,} words: {r['seconds']:7.1f} s, {r['words_per_s']:,.0f} words/s, "
-                      f"{r['windows']} windows, peak +{r['peak_mib']:.0f} MiB above the loaded model "
-                      f"({r['loaded_rss_mib']:.0f} MiB)", flush=True)
+                      f"{r['windows']} windows, peak +{r['peak_mib']:.0f} MiB above the loaded model running the "
+                      f"pipeline on the Doc (+{r['peak_mib_with_doc']:.0f} MiB for nlp(text), Doc creation included; "
+                      f"loaded model {r['loaded_rss_mib']:.0f} MiB)", flush=True)
             entry["memory_ratio"] = big["peak_mib"] / small["peak_mib"]
+            entry["memory_ratio_with_doc"] = big["peak_mib_with_doc"] / small["peak_mib_with_doc"]
             entry["time_per_word_ratio"] = (big["seconds"] / big["words"]) / (small["seconds"] / small["words"])
-            print(f"[{alloc}] peak memory ratio {entry['memory_ratio']:.2f}x, time per word ratio "
+            print(f"[{alloc}] peak memory ratio {entry['memory_ratio']:.2f}x (nlp(text) with Doc creation: "
+                  f"{entry['memory_ratio_with_doc']:.2f}x), time per word ratio "
                   f"{entry['time_per_word_ratio']:.2f}x", flush=True)
         if not JEMALLOC:
             print("(jemalloc not found: apt-get install libjemalloc2 to also measure without glibc heap fragmentation)")
@@ -642,8 +655,9 @@ def summary(report: Dict[str, Any]) -> None:
         print(f"recall proxy before/after word {REFERENCE_MAX_LEN}: {b:.1%} / {a:.1%}  [within 2 points]")
     for alloc, entry in report.get("documents", {}).items():
         if "memory_ratio" in entry:
-            print(f"[{alloc}] peak memory {entry['big']['words']:,}-word doc / 1,000-word doc: {entry['memory_ratio']:.2f}x  "
-                  f"[< 1.5x]; time per word ratio {entry['time_per_word_ratio']:.2f}x  [~1x: linear]")
+            print(f"[{alloc}] peak memory {entry['big']['words']:,}-word doc / 1,000-word doc, pipeline on the Doc: "
+                  f"{entry['memory_ratio']:.2f}x  [< 1.5x]; nlp(text) incl. building the Doc: "
+                  f"{entry['memory_ratio_with_doc']:.2f}x; time per word ratio {entry['time_per_word_ratio']:.2f}x  [~1x: linear]")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from typing import Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence
 import numpy as np
 import torch
 
+from .memory import release_free_memory
 from .modeling.decoding import Candidate, greedy_select
 from .windows import Window, owned_cells, plan_label_groups, plan_windows, unscored_spans
 
@@ -441,8 +442,11 @@ class Predictor:
         model.eval()
         try:
             with _single_threaded(getattr(model, "rnn", None) if self.gliner.device.type == "cpu" else None):
-                for batch in self._batches(tasks):
+                batches = self._batches(tasks)
+                for batch in batches:
                     found.append(self._run_batch(batch, tokens, windows, plan, thr_table, truncated))
+                    if len(batches) > 1 and self.gliner.device.type == "cpu":
+                        release_free_memory()  # long runs: keep glibc's heap from growing (memory.py)
         finally:
             model.train(was_training)
             self._words, self._label_prompts = (), ()

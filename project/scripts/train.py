@@ -10,12 +10,15 @@ cmd = [
     "--paths.base_model", "assets/encoder", "--training.max_steps", str(steps), "--gpu-id", gpu_id,
 ]
 if recipe == "demo":
-    # A short budget: fewer evaluations, warm-up scaled to the budget, larger rates for few steps.
+    # A short budget: fewer evaluations, warm-up scaled to the budget, larger rates, light dropout.
+    # The recipe of bench/bench_training.py's recipe B (see the README's training figures).
     cmd += [
         "--training.eval_frequency", str(max(50, int(steps) // 2)),
         "--training.optimizer.learn_rate.warmup_steps", str(max(1, int(steps) // 20)),
         "--training.optimizer.learn_rate.initial_rate", "0.00005",
         "--components.gliner.others_lr", "0.0005",
+        "--components.gliner.weight_decay", "0.01",
+        "--initialize.components.gliner.model_loader.dropout", "0.1",
     ]
 print(" ".join(cmd), flush=True)
 sys.exit(subprocess.call(cmd))

@@ -21,11 +21,12 @@ from torch import Tensor
 
 from .dropout import keep_mask
 
-CHUNK_BYTES = 2 << 20  # [B, w, K, H] per chunk: about 2 MB stays in cache for the product that follows
+CHUNK_BYTES = 2 << 20  # CPU: [B, w, K, H] per chunk of about 2 MB stays in cache for the product that follows
+GPU_CHUNK_BYTES = 256 << 20  # GPU: few, large kernels
 
 
-def _chunks(num_words: int, batch: int, width: int, hidden: int, itemsize: int) -> List[Tuple[int, int, int]]:
-    step = max(1, CHUNK_BYTES // max(1, batch * width * hidden * itemsize))
+def _chunks(num_words: int, batch: int, width: int, hidden: int, itemsize: int, budget: int) -> List[Tuple[int, int, int]]:
+    step = max(1, budget // max(1, batch * width * hidden * itemsize))
     return [(w0, min(num_words, w0 + step), min(width, num_words - w0)) for w0 in range(0, num_words, step)]
 
 
@@ -38,13 +39,18 @@ class MarkerSpanLogits(torch.autograd.Function):
         num_labels = labels.size(1)
         padded = torch.cat([end, end.new_zeros(batch, width - 1, hidden)], dim=1)  # [B, W+K-1, H]
         logits = start.new_empty(batch, num_words, width, num_labels)
-        chunks = _chunks(num_words, batch, width, hidden, start.element_size())
+        budget = CHUNK_BYTES if start.device.type == "cpu" else GPU_CHUNK_BYTES
+        chunks = _chunks(num_words, batch, width, hidden, start.element_size(), budget)
         hiddens = []
         for w0, w1, k_used in chunks:
             ends = padded[:, w0 : w1 + k_used - 1].unfold(1, k_used, 1).transpose(-1, -2)  # [B, w, k, H]
             h = torch.add(start[:, w0:w1, None, :], ends).clamp_min_(0)
-            if drop_p > 0:
-                h.mul_(keep_mask(h.shape, drop_p, h.device).to(h.dtype))
+            if drop_p > 0:  # torch's Bernoulli sampler is fast on GPU only
+                if h.device.type == "cpu":
+                    keep = keep_mask(h.shape, drop_p, h.device)
+                else:
+                    keep = torch.empty_like(h).bernoulli_(1 - drop_p)
+                h.mul_(keep.to(h.dtype))
             logits[:, w0:w1, :k_used] = torch.einsum("bwkh,bch->bwkc", h, labels)
             if k_used < width:  # ends past W: a zero end term
                 tail = torch.einsum("bwh,bch->bwc", start[:, w0:w1].clamp_min(0), labels)
