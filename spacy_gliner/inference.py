@@ -201,7 +201,8 @@ class Predictor:
     ``batch_size`` caps the rows (window x label group) per encoder call and ``max_batch_tokens``
     the padded sub-tokens per call (default: 4 full encoder windows), which bounds activation memory
     whatever the document length. ``window_overlap`` (default ``2 * max_width``, never less than
-    ``max_width``) is the number of words consecutive windows share. ``max_labels_per_pass`` caps
+    ``max_width``) is the number of words consecutive windows share; ``window_words`` caps the words
+    per window (default and upper bound: the checkpoint's ``max_len``). ``max_labels_per_pass`` caps
     the labels per prompt (default: the checkpoint's ``max_types``; bi-encoders: 256).
     """
 
@@ -211,6 +212,7 @@ class Predictor:
         *,
         batch_size: int = 8,
         window_overlap: Optional[int] = None,
+        window_words: Optional[int] = None,
         max_labels_per_pass: Optional[int] = None,
         dtype: Optional[torch.dtype] = None,
         max_batch_tokens: Optional[int] = None,
@@ -222,6 +224,12 @@ class Predictor:
         self.batch_size = max(1, int(batch_size))
         self.max_width = cfg.max_width
         self.overlap = max(cfg.max_width, int(window_overlap if window_overlap is not None else 2 * cfg.max_width))
+        self.window_words = int(cfg.max_len if window_words is None else min(int(window_words), cfg.max_len))
+        if self.window_words <= self.overlap:
+            raise ValueError(
+                f"gliner: window_words ({self.window_words}) must be larger than the window overlap ({self.overlap} "
+                f"words: window_overlap, at least max_width {cfg.max_width}); raise window_words or lower window_overlap."
+            )
         self.is_bi_encoder = bool(cfg.is_bi_encoder)
         if max_labels_per_pass:
             self.max_labels = int(max_labels_per_pass)
@@ -380,7 +388,7 @@ class Predictor:
         """Windows of each text for a label prompt of ``prompt_tokens`` sub-tokens, and the
         sub-token count of each word."""
         budget = self.max_tokens - len(self._prefix) - len(self._suffix) - prompt_tokens
-        max_words = self.gliner.config.max_len
+        max_words = self.window_words
         tokens = tokens if tokens is not None else self._tokenize(word_lists)
         windows, counts = [], []
         for i, t in enumerate(tokens):

@@ -34,6 +34,7 @@ DEFAULT_CONFIG: Dict[str, Any] = {
     "ents": "overwrite",
     "batch_size": 16,
     "window_overlap": None,
+    "window_words": None,
     "max_labels_per_pass": None,
     "device": None,
     "dtype": "float32",
@@ -73,6 +74,7 @@ def make_gliner(
     ents: str,
     batch_size: int,
     window_overlap: Optional[int],
+    window_words: Optional[int],
     max_labels_per_pass: Optional[int],
     device: Optional[str],
     dtype: str,
@@ -95,8 +97,8 @@ def make_gliner(
     return GLiNERPipe(
         nlp.vocab, build_gliner_model(), name, checkpoint=model, labels=labels, threshold=threshold,
         flat_ner=flat_ner, multi_label=multi_label, spans_key=spans_key, ents=ents, batch_size=batch_size,
-        window_overlap=window_overlap, max_labels_per_pass=max_labels_per_pass, device=device, dtype=dtype,
-        cache_dir=cache_dir, scorer=scorer, loss=loss,
+        window_overlap=window_overlap, window_words=window_words, max_labels_per_pass=max_labels_per_pass,
+        device=device, dtype=dtype, cache_dir=cache_dir, scorer=scorer, loss=loss,
         training=TrainingSettings(
             fine_tune=fine_tune, encoder_lr=encoder_lr, others_lr=others_lr, weight_decay=weight_decay,
             others_weight_decay=others_weight_decay, grad_clip=grad_clip, max_types=max_types,
@@ -150,6 +152,7 @@ class GLiNERPipe(TrainablePipe):
         ents: str = "overwrite",
         batch_size: int = 16,
         window_overlap: Optional[int] = None,
+        window_words: Optional[int] = None,
         max_labels_per_pass: Optional[int] = None,
         device: Optional[str] = None,
         dtype: str = "float32",
@@ -165,7 +168,8 @@ class GLiNERPipe(TrainablePipe):
         self.cfg: Dict[str, Any] = {
             "checkpoint": checkpoint, "labels": _plain(labels), "threshold": _plain(threshold),
             "flat_ner": flat_ner, "multi_label": multi_label, "spans_key": spans_key, "ents": ents,
-            "batch_size": batch_size, "window_overlap": window_overlap, "max_labels_per_pass": max_labels_per_pass,
+            "batch_size": batch_size, "window_overlap": window_overlap, "window_words": window_words,
+            "max_labels_per_pass": max_labels_per_pass,
             "device": device, "dtype": dtype, "cache_dir": cache_dir,
         }
         self._validate()
@@ -192,10 +196,14 @@ class GLiNERPipe(TrainablePipe):
             raise ValueError(f"gliner: dtype must be one of {DTYPES}, got {cfg['dtype']!r}.")
         if cfg["spans_key"] is not None and (not isinstance(cfg["spans_key"], str) or not cfg["spans_key"]):
             raise ValueError("gliner: spans_key must be a non-empty string, or null to not write doc.spans.")
-        for key in ("batch_size", "window_overlap", "max_labels_per_pass"):
+        for key in ("batch_size", "window_overlap", "window_words", "max_labels_per_pass"):
             value = cfg[key]
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"gliner: {key} must be a positive integer, got {value!r}.")
+        if cfg.get("window_words") and cfg["window_overlap"] and cfg["window_words"] <= cfg["window_overlap"]:
+            raise ValueError(
+                f"gliner: window_words ({cfg['window_words']}) must be larger than window_overlap ({cfg['window_overlap']})."
+            )
         self.thresholds = self._thresholds(cfg["threshold"])
 
     def _thresholds(self, threshold: Union[float, Dict[str, float]]) -> List[float]:
@@ -282,7 +290,8 @@ class GLiNERPipe(TrainablePipe):
             dtype = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}[self.cfg["dtype"]]
             self._predictor = Predictor(
                 self.gliner, batch_size=self.cfg["batch_size"], window_overlap=self.cfg["window_overlap"],
-                max_labels_per_pass=self.cfg["max_labels_per_pass"], dtype=dtype,
+                window_words=self.cfg.get("window_words"), max_labels_per_pass=self.cfg["max_labels_per_pass"],
+                dtype=dtype,
             )
         return self._predictor
 

@@ -310,3 +310,42 @@ def test_truncation_matches_the_tokenizer(ours):
     assert cut == 700 - (predictor.max_tokens - 2 - len(plan.prompt_ids[0]))
     for key in ("input_ids", "attention_mask", "words_mask", "text_lengths"):
         assert torch.equal(inputs[key], expected[key]), key
+
+
+def test_window_words_caps_windows_and_still_scores_every_cell(ours):
+    """``window_words`` (for models trained on short texts): windows of at most that many words,
+    still every cell of the document scored exactly once, each with its owning window's score."""
+    words = _doc_words(400, seed=3)
+    starts = list(range(0, 400, 17))  # sentence starts every 17 words
+    predictor = Predictor(ours, batch_size=8, window_words=48)
+    labels = LabelSet.from_labels(LABELS)
+    windows, _ = predictor.plan([words], predictor._label_plan(labels).longest_prompt, [starts])
+    assert len(windows[0]) > 8 and all(w.end - w.start <= 48 for w in windows[0])
+    result = predictor([words], labels, thresholds=0.0, sentence_starts=[starts])[0]
+    n, K = len(words), ours.config.max_width
+    cells = _cells(result)
+    assert len(cells) == sum(min(K, n - s) for s in range(n)) * len(LABELS)
+    assert result.num_windows == len(windows[0]) and result.unscored_spans == 0
+    # a cell's score is the one its owning window gives when run alone
+    w = windows[0][3]
+    alone = _cells(Predictor(ours, batch_size=8)([words[w.start : w.end]], labels, thresholds=0.0)[0])
+    owned = owned_cells(windows[0], 3, n, K)
+    for (s, e, l), p in alone.items():
+        if owned[s, e - s]:
+            assert abs(cells[(s + w.start, e + w.start, l)] - p) < 1e-5
+
+
+def test_window_words_must_exceed_the_overlap(ours):
+    with pytest.raises(ValueError, match="window_words"):
+        Predictor(ours, window_words=ours.config.max_width)
+
+
+def test_window_words_setting_of_the_component(default_checkpoint):
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("gliner", config={"model": str(default_checkpoint), "labels": LABELS, "window_words": 40})
+    doc = nlp(" ".join(_doc_words(200, seed=4)))
+    assert doc._.gliner_windows >= 5
+    with pytest.raises(ValueError, match="window_words"):
+        spacy.blank("en").add_pipe("gliner", config={"labels": LABELS, "window_words": 20, "window_overlap": 20})
