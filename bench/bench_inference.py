@@ -378,7 +378,7 @@ def trained_recall(pipeline_dir: Path, data: Path, n_docs: int, threads: int, wi
     names = json.loads((data / "bc5cdr" / "meta.json").read_text()).get("prompt_labels", {})
     pipe.set_labels(sorted({names.get(l, l) for r in load_jsonl(data / "bc5cdr" / "dev.jsonl") for _, _, l in r["spans"]}))
     rows = [r for r in load_jsonl(data / "bc5cdr" / "dev.jsonl") if r["tokens"]]
-    docs, sents, current, count = [], [], [], 0
+    docs, current, count = [], [], 0
     for row in rows:
         current.append(row)
         count += len(row["tokens"])

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import sys
@@ -106,7 +105,7 @@ def train_ours(records: List[Record], steps: int, minutes: float, recipe: Dict[s
     from spacy.training import Example
     from thinc.api import Adam, fix_random_seed
 
-    from spacy_gliner.registry import encoder_loader, make_span_loss, warmup_cosine
+    from spacy_gliner.registry import encoder_loader, warmup_cosine
 
     fix_random_seed(seed)
     torch.manual_seed(seed)
