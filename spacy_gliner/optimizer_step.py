@@ -34,7 +34,8 @@ def apply_optimizer(
 ) -> None:
     """One optimizer step for every parameter with a gradient; gradients are cleared."""
     params = [(n, p) for n, p in params if p.grad is not None]
-    fused = [(n, p) for n, p in params if _fusable(optimizer, p)]
+    plain_adam = _plain_adam(optimizer)
+    fused = [(n, p) for n, p in params if plain_adam and p.device.type == "cpu" and p.dtype == torch.float32]
     if fused:
         _fused_adam(optimizer, shim_id, fused, lr_scales, weight_decay)
     fused_ids = {id(p) for _, p in fused}
@@ -44,11 +45,10 @@ def apply_optimizer(
         param.grad = None
 
 
-def _fusable(optimizer: Any, param: torch.Tensor) -> bool:
+def _plain_adam(optimizer: Any) -> bool:
+    """Adam whose whole update the fused kernel reproduces (no RAdam, L2 or per-parameter clipping)."""
     return (
-        param.device.type == "cpu"
-        and param.dtype == torch.float32
-        and hasattr(torch, "_fused_adamw_")
+        hasattr(torch, "_fused_adamw_")
         and not getattr(optimizer, "use_radam", True)
         and getattr(optimizer, "b1", 0.0) > 0.0
         and getattr(optimizer, "b2", 0.0) > 0.0
@@ -79,6 +79,9 @@ def _thinc_update(optimizer: Any, shim_id: int, name: str, param: torch.Tensor, 
 
 
 def _fused_adam(optimizer: Any, shim_id: int, params: Named, lr_scales, weight_decay) -> None:
+    from thinc.api import NumpyOps
+
+    ops = NumpyOps()
     lr = _learn_rate(optimizer)
     b1, b2, eps = float(optimizer.b1), float(optimizer.b2), float(optimizer.eps)
     groups: Dict[Tuple[float, float, int], List[tuple]] = defaultdict(list)
@@ -103,9 +106,6 @@ def _fused_adam(optimizer: Any, shim_id: int, params: Named, lr_scales, weight_d
             amsgrad=False, maximize=False,
         )
         if optimizer.averages is not None:
-            from thinc.api import NumpyOps
-
-            ops = NumpyOps()
             for key, param, _, _ in items:
                 if key not in optimizer.averages:
                     optimizer.averages[key] = ops.alloc(tuple(param.shape), dtype="float32")

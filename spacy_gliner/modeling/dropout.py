@@ -22,7 +22,10 @@ def keep_mask(shape: torch.Size, p: float, device: torch.device) -> Tensor:
 
     Built with float arithmetic only (``clamp(lane - threshold + 1, 0, 1)`` on integer-valued lanes):
     on CPU, bool-tensor kernels (comparisons, ``masked_fill``, ``where``) are several times slower.
+    Off the CPU, torch's own Bernoulli sampler is fast and is used.
     """
+    if torch.device(device).type != "cpu":
+        return torch.empty(shape, device=device).bernoulli_(1.0 - p)
     numel = 1
     for n in shape:
         numel *= int(n)
@@ -44,30 +47,6 @@ class FastDropout(nn.Dropout):
         if not _fast(x, self.p, self.training):
             return F.dropout(x, self.p, self.training, self.inplace)
         return x * keep_mask(x.shape, self.p, x.device).mul_(1.0 / (1.0 - self.p)).to(x.dtype)
-
-
-class _ReluDrop(torch.autograd.Function):
-    """``relu(x) * keep`` (unscaled); saves only its output: the gradient passes where it is > 0."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, keep: Tensor) -> Tensor:  # type: ignore[override]
-        out = x.clamp_min(0).mul_(keep)
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        (out,) = ctx.saved_tensors
-        return out.sign().mul_(grad), None  # out >= +0, so sign(out) is 0.0 or 1.0
-
-
-def relu_dropout(x: Tensor, dropout: nn.Module) -> tuple[Tensor, float]:
-    """``dropout(relu(x))`` as ``(unscaled output, scale)``: the caller multiplies by ``scale``
-    (e.g. folds it into a smaller tensor). Outside CPU training: plain relu + ``dropout``, scale 1."""
-    p = float(getattr(dropout, "p", 0.0))
-    if not _fast(x, p, dropout.training) or not torch.is_grad_enabled():
-        return dropout(torch.relu(x)), 1.0
-    return _ReluDrop.apply(x, keep_mask(x.shape, p, x.device).to(x.dtype)), 1.0 / (1.0 - p)
 
 
 def use_fast_dropout(module: nn.Module) -> nn.Module:

@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..config import GLiNERConfig
-from .dropout import relu_dropout, use_fast_dropout
+from .dropout import use_fast_dropout
 from .encoder import TokenRepLayer
 from .fusion import CrossFuser
 from .layers import projection_mlp
@@ -186,10 +186,10 @@ class GLiNERModel(nn.Module):
             k_used = min(width, num_words - w0)  # widths whose end is < W for some start in the chunk
             ends = padded[:, w0 : w1 + k_used - 1].unfold(1, k_used, 1).transpose(-1, -2)  # [B, w, k, 4D]
             if in_place:
-                spans, scale = out[2](torch.add(start_term[:, w0:w1, None, :], ends).relu_()), 1.0
-            else:  # training: ReLU + dropout in one step; the dropout scale goes on the labels
-                spans, scale = relu_dropout(start_term[:, w0:w1, None, :] + ends, out[2])
-            piece = torch.einsum("bwkh,bch->bwkc", spans, label_vecs if scale == 1.0 else label_vecs * scale)
+                spans = torch.add(start_term[:, w0:w1, None, :], ends).relu_()
+            else:  # training under autocast
+                spans = out[2](torch.relu(start_term[:, w0:w1, None, :] + ends))
+            piece = torch.einsum("bwkh,bch->bwkc", spans, label_vecs)  # [B, w, k, C]
             if k_used < width:
                 rest = tail[:, w0:w1, None, :].expand(batch, w1 - w0, width - k_used, num_labels)
                 piece = torch.cat([piece, rest], dim=2)

@@ -45,12 +45,8 @@ class MarkerSpanLogits(torch.autograd.Function):
         for w0, w1, k_used in chunks:
             ends = padded[:, w0 : w1 + k_used - 1].unfold(1, k_used, 1).transpose(-1, -2)  # [B, w, k, H]
             h = torch.add(start[:, w0:w1, None, :], ends).clamp_min_(0)
-            if drop_p > 0:  # torch's Bernoulli sampler is fast on GPU only
-                if h.device.type == "cpu":
-                    keep = keep_mask(h.shape, drop_p, h.device)
-                else:
-                    keep = torch.empty_like(h).bernoulli_(1 - drop_p)
-                h.mul_(keep.to(h.dtype))
+            if drop_p > 0:
+                h.mul_(keep_mask(h.shape, drop_p, h.device).to(h.dtype))
             logits[:, w0:w1, :k_used] = torch.einsum("bwkh,bch->bwkc", h, labels)
             if k_used < width:  # ends past W: a zero end term
                 tail = torch.einsum("bwh,bch->bwc", start[:, w0:w1].clamp_min(0), labels)
