@@ -17,9 +17,8 @@ One call of :class:`Predictor`:
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -449,12 +448,11 @@ class Predictor:
         was_training = model.training
         model.eval()
         try:
-            with _single_threaded(getattr(model, "rnn", None) if self.gliner.device.type == "cpu" else None):
-                batches = self._batches(tasks)
-                for batch in batches:
-                    found.append(self._run_batch(batch, tokens, windows, plan, thr_table, truncated))
-                    if len(batches) > 1 and self.gliner.device.type == "cpu":
-                        release_free_memory()  # long runs: keep glibc's heap from growing (memory.py)
+            batches = self._batches(tasks)
+            for batch in batches:
+                found.append(self._run_batch(batch, tokens, windows, plan, thr_table, truncated))
+                if len(batches) > 1 and self.gliner.device.type == "cpu":
+                    release_free_memory()  # long runs: keep glibc's heap from growing (memory.py)
         finally:
             model.train(was_training)
             self._words, self._label_prompts = (), ()
@@ -586,26 +584,6 @@ class Predictor:
             logits, _, _ = gliner.model(**inputs)
         probs = torch.sigmoid(logits.float()).cpu().numpy()
         return [probs[i, : len(w), :, : len(l)] for i, (w, l) in enumerate(zip(word_lists, label_lists))]
-
-
-@contextmanager
-def _single_threaded(module: Optional[torch.nn.Module]) -> Iterator[None]:
-    """Run ``module`` (the BiLSTM) on one CPU thread: its hundreds of tiny per-step products gain
-    nothing from intra-op threads and stall badly when a core is busy with another process."""
-    threads = torch.get_num_threads()
-    if module is None or threads == 1:
-        yield
-        return
-    handles = [
-        module.register_forward_pre_hook(lambda *_: torch.set_num_threads(1)),
-        module.register_forward_hook(lambda *_: torch.set_num_threads(threads)),
-    ]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-        torch.set_num_threads(threads)
 
 
 def _pad_rows(rows: Sequence[torch.Tensor], device) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -247,23 +247,6 @@ def test_reduced_precision_runs(ours, dtype):
         assert np.abs(a.scores - b.scores).max() < 0.05
 
 
-def test_thread_count_restored(ours):
-    """The LSTM runs on one thread during inference; the caller's setting comes back after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        seen = []
-        hook = ours.model.rnn.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
-        try:
-            Predictor(ours)(_texts()[:3], LabelSet.from_labels(LABELS), thresholds=0.5)
-        finally:
-            hook.remove()
-        assert seen and set(seen) == {1}
-        assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)
-
-
 def test_fallback_tokenizing_every_batch_gives_the_same_results(ours):
     """Tokenizers whose per-word ids depend on context fall back to tokenizing each batch."""
     texts = _texts()

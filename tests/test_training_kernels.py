@@ -1,11 +1,11 @@
-"""The training fast paths compute what plain autograd computes: the markerV0 span-logit node,
-CPU dropout from random bits, and the swap of every dropout module."""
+"""The fast paths compute what plain autograd computes: the markerV0 span-logit node (training) and
+loop (inference), CPU dropout from random bits, and the swap of every dropout module."""
 import pytest
 import torch
 
 from spacy_gliner.modeling import span_scores
 from spacy_gliner.modeling.dropout import FastDropout, keep_mask, use_fast_dropout
-from spacy_gliner.modeling.span_scores import marker_span_logits
+from spacy_gliner.modeling.span_scores import marker_span_logits, marker_span_logits_inference
 
 B, W, H, C, K = 3, 7, 16, 4, 5
 
@@ -40,6 +40,18 @@ def test_marker_span_logits_equal_autograd(monkeypatch, chunk_bytes):
     for got, want in zip(grads, ref_grads):
         assert torch.allclose(got, want, atol=1e-12)
     assert torch.autograd.gradcheck(lambda s, e, l: marker_span_logits(s, e, l, K, 0.0) * VALID, (start, end, labels))
+
+
+@pytest.mark.parametrize("chunk_bytes", [span_scores.CHUNK_BYTES, 1, 2 * H * 8 * B])
+def test_marker_span_logits_inference_equal_autograd(monkeypatch, chunk_bytes):
+    """Every cell (those past W too), whatever the block size: one word, a few, all."""
+    monkeypatch.setattr(span_scores, "CHUNK_BYTES", chunk_bytes)
+    start, end, labels = (t.detach() for t in _inputs())
+    ours = marker_span_logits_inference(start, end, labels, K)
+    assert torch.allclose(ours, _autograd_logits(start, end, labels), atol=1e-12)
+    wide = marker_span_logits_inference(start, end, labels, W + 3)  # widths longer than the text
+    assert torch.allclose(wide[:, :, :K], ours, atol=1e-12)
+    assert torch.allclose(wide[:, :, W:], wide[:, :, W : W + 1].expand_as(wide[:, :, W:]), atol=1e-12)
 
 
 def test_marker_span_logits_dropout_matches_its_mask(monkeypatch):

@@ -1,4 +1,4 @@
-"""markerV0 span x label logits for training, as one autograd node.
+"""markerV0 span x label logits: one autograd node for training, a buffer-reusing loop for inference.
 
 Per span (start s, width k) and label c the factored markerV0 head computes
 ``logit = (relu(S[s] + E[s + k]) * keep) . L[c]``: ``S`` / ``E`` the per-word start / end terms
@@ -76,3 +76,31 @@ class MarkerSpanLogits(torch.autograd.Function):
 def marker_span_logits(start: Tensor, end: Tensor, labels: Tensor, width: int, drop_p: float) -> Tensor:
     """Training logits [B, W, K, C]; ``labels`` already carry the dropout scale ``1 / (1 - drop_p)``."""
     return MarkerSpanLogits.apply(start, end, labels, width, drop_p)
+
+
+@torch.no_grad()
+def marker_span_logits_inference(start: Tensor, end: Tensor, labels: Tensor, width: int) -> Tensor:
+    """Inference logits [B, W, K, C] (no dropout), width by width.
+
+    For width k the spans inside the window pair ``S[:, :W-k]`` with ``E[:, k:]``, two aligned slices,
+    so no padded copy of ``E`` is made; cells whose end is past W take ``relu(S[s]) . L[c]``. The
+    hidden layer goes through one scratch buffer of about ``CHUNK_BYTES``, reused for every block:
+    beside the output, memory stays flat whatever the batch, and glibc's heap does not fragment.
+    """
+    batch, num_words, hidden = start.shape
+    logits = start.new_empty(batch, num_words, width, labels.size(1))
+    if num_words == 0:
+        return logits
+    labels_t = labels.transpose(1, 2)  # [B, H, C]
+    tail = torch.matmul(start.clamp_min(0), labels_t)  # [B, W, C]
+    budget = CHUNK_BYTES if start.device.type == "cpu" else GPU_CHUNK_BYTES
+    rows = max(1, min(num_words, budget // max(1, batch * hidden * start.element_size())))
+    scratch = start.new_empty(batch, rows, hidden)
+    for k in range(width):
+        inside = max(0, num_words - k)  # starts whose end s + k is a word of the window
+        for s0 in range(0, inside, rows):
+            s1 = min(inside, s0 + rows)
+            h = torch.add(start[:, s0:s1], end[:, s0 + k : s1 + k], out=scratch[:, : s1 - s0]).clamp_min_(0)
+            logits[:, s0:s1, k] = torch.matmul(h, labels_t)
+        logits[:, inside:, k] = tail[:, inside:]
+    return logits
