@@ -22,6 +22,8 @@ logger = logging.getLogger("spacy_gliner")
 
 ENTS_MODES = ("overwrite", "merge", "none")
 DTYPES = ("float32", "float16", "bfloat16")
+# Where and how this process runs the model: from the config at load time, never from a saved pipeline.
+RUNTIME_SETTINGS = ("device", "dtype", "batch_size", "cache_dir")
 MODEL_DIR = "model"
 
 DEFAULT_CONFIG: Dict[str, Any] = {
@@ -543,6 +545,13 @@ class GLiNERPipe(TrainablePipe):
         """Weights are loaded, or can be (a ``model`` setting): a saved pipeline always holds them."""
         return self._gliner is not None or bool(self.cfg["checkpoint"])
 
+    def _restore_cfg(self, saved: Dict[str, Any]) -> None:
+        """Saved settings (labels, threshold, ...) come back; where and how this process runs the model
+        (``RUNTIME_SETTINGS``) stays as configured, so ``spacy.load(path, config=...)`` can change it."""
+        self.cfg.update({key: value for key, value in saved.items() if key not in RUNTIME_SETTINGS})
+        self._validate()
+        self._predictor = None
+
     def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
@@ -555,8 +564,7 @@ class GLiNERPipe(TrainablePipe):
 
         path = Path(path)
         if (path / "cfg").exists():
-            self.cfg.update(srsly.read_json(path / "cfg"))
-            self._validate()
+            self._restore_cfg(srsly.read_json(path / "cfg"))
         if "model" not in exclude and (path / MODEL_DIR).exists():
             self.set_gliner(GLiNER.from_pretrained(path / MODEL_DIR, local_files_only=True, map_location="cpu"))
         return self
@@ -571,8 +579,7 @@ class GLiNERPipe(TrainablePipe):
         from .gliner import GLiNER
 
         data = srsly.msgpack_loads(bytes_data)
-        self.cfg.update(data["cfg"])
-        self._validate()
+        self._restore_cfg(data["cfg"])
         if "model" not in exclude and "model" in data:
             self.set_gliner(GLiNER.from_bytes(data["model"]))
         return self

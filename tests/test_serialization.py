@@ -139,6 +139,24 @@ def test_nlp_to_disk_before_first_use_is_self_contained(private_checkpoints, tmp
     nlp2(_doc(nlp2, TEXTS[0]))
 
 
+def test_spacy_load_config_overrides_runtime_settings(default_checkpoint, tmp_path):
+    """dtype, batch_size and device of a saved pipeline follow spacy.load's config; labels and
+    threshold come back from the saved component."""
+    import torch
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("gliner", config={"model": str(default_checkpoint), "labels": LABELS, "threshold": 0.45})
+    nlp.get_pipe("gliner").add_label("extra")
+    nlp.to_disk(tmp_path / "pipeline")
+    overrides = {"components": {"gliner": {"dtype": "bfloat16", "batch_size": 3, "device": "cpu"}}}
+    pipe = spacy.load(tmp_path / "pipeline", config=overrides).get_pipe("gliner")
+    assert (pipe.cfg["dtype"], pipe.cfg["batch_size"], pipe.cfg["device"]) == ("bfloat16", 3, "cpu")
+    assert pipe.predictor.dtype == torch.bfloat16 and pipe.predictor.batch_size == 3
+    assert pipe.labels == (*LABELS, "extra") and pipe.cfg["threshold"] == 0.45
+    plain = spacy.load(tmp_path / "pipeline").get_pipe("gliner")
+    assert plain.cfg["dtype"] == "float32" and plain.predictor.dtype is None
+
+
 def test_nlp_to_bytes_from_bytes(default_checkpoint):
     nlp = spacy.blank("en")
     nlp.add_pipe("gliner", config={"model": str(default_checkpoint), "labels": LABELS, "threshold": 0.45})
