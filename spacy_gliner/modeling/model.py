@@ -15,7 +15,7 @@ from .layers import projection_mlp
 from .span_rep import SpanRepLayer
 from .span_scores import marker_span_logits, marker_span_logits_inference
 
-# Inference: word vectors per block through the span MLPs (8 MB [rows, 4D] temporaries at hidden 512).
+# Word vectors per block through the span MLPs (8 MB [rows, 4D] temporaries at hidden 512).
 TERM_BLOCK_ROWS = 1024
 
 
@@ -201,11 +201,10 @@ class GLiNERModel(nn.Module):
         last = out[3]
         label_vecs = labels @ last.weight  # [B, C, 4D]
         label_bias = labels @ last.bias  # [B, C]
+        start_term, end_term = self._span_terms(span_layer, words)  # [B, W, 4D] each
         if not torch.is_grad_enabled():
-            start_term, end_term = self._span_terms_blocked(span_layer, words)  # [B, W, 4D] each
             logits = marker_span_logits_inference(start_term, end_term, label_vecs, width)
             return logits.add_(label_bias[:, None, None, :])
-        start_term, end_term = self._span_terms_packed(span_layer, words)  # [B, W, 4D] each
         batch, num_words, hidden4 = start_term.shape
         num_labels = label_vecs.size(1)
         if num_words == 0 or num_labels == 0:
@@ -234,10 +233,10 @@ class GLiNERModel(nn.Module):
         return logits + label_bias[:, None, None, :]
 
     @staticmethod
-    def _span_terms_blocked(span_layer: nn.Module, words: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Inference ``span_layer.span_terms(words)``, ``TERM_BLOCK_ROWS`` word vectors at a time into two
-        output buffers (the MLPs' [rows, 4D] temporaries stay small). Word vectors that are all zero
-        (batch padding, words without sub-tokens) share the terms of the zero vector."""
+    def _span_terms(span_layer: nn.Module, words: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``span_layer.span_terms(words)``, ``TERM_BLOCK_ROWS`` word vectors at a time into two output
+        buffers (at inference the MLPs' [rows, 4D] temporaries stay small). Word vectors that are all
+        zero (batch padding, words without sub-tokens) are not run: they share the zero vector's terms."""
         batch, num_words, dim = words.shape
         flat = words.reshape(-1, dim)
         real = flat.abs().amax(-1) != 0  # [B*W] (float reduction: bool kernels are slow on CPU)
@@ -261,20 +260,6 @@ class GLiNERModel(nn.Module):
                 start.index_copy_(0, idx, s[0])
                 end.index_copy_(0, idx, e[0])
         return start.view(batch, num_words, hidden4), end.view(batch, num_words, hidden4)
-
-    @staticmethod
-    def _span_terms_packed(span_layer: nn.Module, words: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``span_layer.span_terms(words)``, run only on word vectors that are not all zero (batch
-        padding, words without sub-tokens): those all share the terms of the zero vector."""
-        zero = words.abs().amax(-1) == 0  # [B, W] (float reduction: bool kernels are slow on CPU)
-        if not bool(zero.any()) or bool(zero.all()):
-            return span_layer.span_terms(words)
-        start_real, end_real = span_layer.span_terms(words[~zero].unsqueeze(0))  # [1, N, 4D]
-        start_zero, end_zero = span_layer.span_terms(words.new_zeros(1, 1, words.size(-1)))  # [1, 1, 4D]
-        shape = (*words.shape[:2], start_real.size(-1))
-        start = start_zero.expand(shape).masked_scatter(~zero.unsqueeze(-1), start_real[0])
-        end = end_zero.expand(shape).masked_scatter(~zero.unsqueeze(-1), end_real[0])
-        return start, end
 
     def forward(
         self,

@@ -92,7 +92,8 @@ def marker_span_logits_inference(start: Tensor, end: Tensor, labels: Tensor, wid
     if num_words == 0:
         return logits
     labels_t = labels.transpose(1, 2)  # [B, H, C]
-    tail = torch.matmul(start.clamp_min(0), labels_t)  # [B, W, C]
+    tail_from = max(0, num_words - width + 1)  # only the last K-1 starts have cells past W
+    tail = torch.matmul(start[:, tail_from:].clamp_min(0), labels_t)  # [B, W - tail_from, C]
     budget = CHUNK_BYTES if start.device.type == "cpu" else GPU_CHUNK_BYTES
     rows = max(1, min(num_words, budget // max(1, batch * hidden * start.element_size())))
     scratch = start.new_empty(batch, rows, hidden)
@@ -102,5 +103,5 @@ def marker_span_logits_inference(start: Tensor, end: Tensor, labels: Tensor, wid
             s1 = min(inside, s0 + rows)
             h = torch.add(start[:, s0:s1], end[:, s0 + k : s1 + k], out=scratch[:, : s1 - s0]).clamp_min_(0)
             logits[:, s0:s1, k] = torch.matmul(h, labels_t)
-        logits[:, inside:, k] = tail[:, inside:]
+        logits[:, inside:, k] = tail[:, inside - tail_from :]
     return logits
