@@ -247,6 +247,51 @@ class BatchRecorder:
         return self.batches
 
 
+class RowRecorder:
+    """Records (words per row, labels per row) of every call of our GLiNER model."""
+
+    def __init__(self, model) -> None:
+        self.rows: List[Tuple[List[int], int]] = []
+        self.handle = model.register_forward_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module, args, kwargs, output):
+        self.rows.append((kwargs["text_lengths"].tolist(), int(output[0].shape[-1])))
+
+    def stop(self) -> List[Tuple[List[int], int]]:
+        self.handle.remove()
+        return self.rows
+
+
+def head_bound(gliner, enc_batches, rows) -> Optional[Dict[str, Any]]:
+    """Multiply-adds of the bare encoder and of everything after it (exact fp32 arithmetic, markerV0),
+    over the recorded batches: ``(encoder + head) / encoder`` is the smallest floor ratio any exact
+    implementation can reach if the head ran at the encoder's FLOP rate."""
+    if gliner.config.span_mode != "markerV0":
+        return None
+    model = gliner.model
+
+    def mats(module) -> int:
+        return sum(p.numel() for n, p in module.named_parameters() if p.dim() == 2)
+
+    bert = model.token_rep_layer.bert_layer.model
+    hidden = bert.config.hidden_size
+    per_token = mats(bert.encoder)  # Q, K, V, O and the FFN of every layer
+    span = model.span_rep_layer.span_rep_layer
+    per_word = mats(span.project_start) + mats(span.project_end) + span.out_project[0].weight.numel()
+    per_word += mats(model.rnn) if getattr(model, "rnn", None) is not None else 0
+    proj = getattr(model.token_rep_layer, "projection", None)
+    per_word += proj.weight.numel() if proj is not None else 0
+    per_label = mats(model.prompt_rep_layer) + span.out_project[-1].weight.numel()  # label MLP + folded last Linear
+    per_cell = span.out_project[0].out_features  # one [4D] . [4D] product per (span, label)
+    enc = head = 0
+    for (_, mask), (lengths, labels) in zip(enc_batches, rows):
+        for tokens in mask.sum(1).tolist():
+            enc += tokens * per_token + 2 * bert.config.num_hidden_layers * tokens * tokens * hidden
+        for words in lengths:
+            head += words * per_word + words * gliner.config.max_width * labels * per_cell + labels * per_label
+    return {"encoder_macs": enc, "head_macs": head, "bound": (enc + head) / enc}
+
+
 def time_encoder(module, batches, repeats: int) -> float:
     """Seconds for the bare encoder forward over recorded batches (best of ``repeats``)."""
     import torch
@@ -469,10 +514,11 @@ JEMALLOC = [p for p in ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/
                          "/usr/lib64/libjemalloc.so.2", "/usr/local/lib/libjemalloc.so.2") if os.path.exists(p)]
 
 
-def run_worker(spec: Dict[str, Any], preload: Optional[str] = None) -> Dict[str, Any]:
-    env = dict(os.environ)
-    if preload:
-        env["LD_PRELOAD"] = preload
+GLIBC_TCACHE_1 = "glibc.malloc.tcache_count=1"
+
+
+def run_worker(spec: Dict[str, Any], env_extra: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    env = {**os.environ, **(env_extra or {})}
     proc = subprocess.run(
         [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, check=False, env=env
     )
@@ -569,9 +615,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         print(f"\n== {name}: {len(texts)} texts, {total_words:,} words", flush=True)
         list(nlp.pipe(texts[: min(8, len(texts))]))  # warm-up
         rec = BatchRecorder(ours_encoder if nlp is nlp_short else nlp.get_pipe("gliner").gliner.model.token_rep_layer.bert_layer.model)
+        row_rec = RowRecorder(nlp.get_pipe("gliner").gliner.model)
         dt, out_docs, peak = timed(lambda: list(nlp.pipe(texts, batch_size=args.pipe_batch)), args.repeats)
-        our_batches = rec.stop()
+        our_batches, our_rows = rec.stop(), row_rec.stop()
         our_batches = our_batches[-(len(our_batches) // args.repeats) :] if args.repeats > 1 else our_batches
+        our_rows = our_rows[-len(our_batches) :]
         res["ours"] = {"seconds": dt, "words_per_s": total_words / dt, "peak_mib": peak,
                        "windows": sum(d._.gliner_windows or 0 for d in out_docs), "entities": sum(len(d.ents) for d in out_docs)}
         print(f"this component:        {total_words / dt:10,.0f} words/s  peak +{peak:.0f} MiB", flush=True)
@@ -581,6 +629,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                                      "padded_tokens": int(sum(ids.numel() for ids, _ in our_batches)),
                                      "real_tokens": int(sum(int(m.sum()) for _, m in our_batches))}
         print(f"bare encoder, our batches: {total_words / fdt:8,.0f} words/s ({len(our_batches)} batches)", flush=True)
+        bound = head_bound(nlp.get_pipe("gliner").gliner, our_batches, our_rows)
+        if bound:
+            res["arithmetic_bound"] = bound
+            print(f"multiply-adds over these batches: encoder {bound['encoder_macs'] / 1e9:,.1f} G, span head + LSTM + "
+                  f"projection {bound['head_macs'] / 1e9:,.1f} G: no exact implementation is under "
+                  f"{bound['bound']:.2f}x the floor unless its head outruns the encoder's FLOP rate", flush=True)
         if args.n_process > 1 and name == "short":
             torch.set_num_threads(max(1, args.threads // args.n_process))
             t0 = time.perf_counter()
@@ -635,11 +689,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         print("\n== one long document, fresh processes", flush=True)
         base = {"checkpoint": str(checkpoint), "data": str(data), "threads": args.threads, "rows": args.rows,
                 "labels": list(bc5.values()), "threshold": t_long}
-        allocators = [("glibc malloc", None)] + [("jemalloc", JEMALLOC[0])] * bool(JEMALLOC)
+        # glibc as it comes; glibc with one cached chunk per thread-cache bin (its per-thread cache pins
+        # small chunks between large free ones, which then cannot merge); jemalloc.
+        allocators = [("glibc malloc", {}), ("glibc, tcache_count=1", {"GLIBC_TUNABLES": GLIBC_TCACHE_1})]
+        allocators += [("jemalloc", {"LD_PRELOAD": JEMALLOC[0]})] * bool(JEMALLOC)
         report["documents"] = {}
-        for alloc, preload in allocators:
-            small = run_worker({**base, "words": 1000}, preload)
-            big = run_worker({**base, "words": args.doc_words}, preload)
+        for alloc, env_extra in allocators:
+            small = run_worker({**base, "words": 1000}, env_extra)
+            big = run_worker({**base, "words": args.doc_words}, env_extra)
             entry = report["documents"][alloc] = {"1k": small, "big": big}
             if "error" in small or "error" in big:
                 print(f"memory worker failed ({alloc}):", small.get("error") or big.get("error"))
@@ -716,7 +773,8 @@ def summary(report: Dict[str, Any]) -> None:
         if "gliner_spacy" in res:
             print(f"  vs gliner-spacy:  {ours / res['gliner_spacy']['words_per_s']:.2f}x" + ("  [>= 4x]" if name == "short" else ""))
         floor = res["floor_ours_batches"]["words_per_s"]
-        print(f"  bare-encoder floor / this component: {floor / ours:.2f}x" + ("  [<= 1.3x]" if name == "short" else ""))
+        print(f"  bare-encoder floor / this component: {floor / ours:.2f}x" + ("  [<= 1.3x]" if name == "short" else "")
+              + (f" (arithmetic bound {res['arithmetic_bound']['bound']:.2f}x)" if "arithmetic_bound" in res else ""))
         if "floor_reference_batches" in res:
             print(f"  bare encoder over the reference's b8 batches: {res['floor_reference_batches']['words_per_s']:,.0f} words/s "
                   f"(reference b8 reaches {res['reference_b8']['words_per_s'] / res['floor_reference_batches']['words_per_s']:.0%} of it)")
