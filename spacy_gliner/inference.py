@@ -236,6 +236,11 @@ class Predictor:
             self.max_labels = BI_ENCODER_LABELS_PER_PASS if self.is_bi_encoder else int(cfg.max_types)
         self.max_tokens = max_sequence_tokens(gliner.tokenizer, gliner.model.token_rep_layer.bert_layer.model.config)
         self.max_batch_tokens = int(max_batch_tokens) if max_batch_tokens else 4 * self.max_tokens
+        if dtype == torch.float16 and gliner.device.type == "cpu":
+            raise ValueError(
+                "gliner: dtype float16 runs on a GPU only (its CPU kernels are missing or slow): on CPU use "
+                "float32 (the default) or bfloat16, or set device to a GPU."
+            )
         self.dtype = dtype
         self._label_plans: Dict[LabelSet, _LabelPlan] = {}
         self._label_cache: Dict[Tuple[str, ...], torch.Tensor] = {}

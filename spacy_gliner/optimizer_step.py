@@ -6,8 +6,9 @@ tens of millions of weights that was about a tenth of a training step. When the 
 Adam (no RAdam, no L2 added to the gradient, no per-parameter clipping), :func:`apply_optimizer`
 runs the *same update* with torch's fused multi-threaded Adam kernel, on the optimizer's own state:
 the moments stay in ``optimizer.mom1`` / ``mom2`` (shared memory), ``nr_update`` and the averages
-are kept exactly as thinc keeps them. Anything else (GPU parameters, other optimizers) goes through
-``optimizer(...)`` parameter by parameter.
+are kept exactly as thinc keeps them. CUDA parameters take the same kernel with their moments as
+tensors on the GPU (thinc's own path would need cupy). Anything else (other optimizers, other
+dtypes) goes through ``optimizer(...)`` parameter by parameter.
 
 thinc's Adam step is ``w -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``; torch's is
 ``w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps')``: identical with
@@ -35,7 +36,7 @@ def apply_optimizer(
     """One optimizer step for every parameter with a gradient; gradients are cleared."""
     params = [(n, p) for n, p in params if p.grad is not None]
     plain_adam = _plain_adam(optimizer)
-    fused = [(n, p) for n, p in params if plain_adam and p.device.type == "cpu" and p.dtype == torch.float32]
+    fused = [(n, p) for n, p in params if plain_adam and p.dtype == torch.float32 and p.device.type in ("cpu", "cuda")]
     if fused:
         _fused_adam(optimizer, shim_id, fused, lr_scales, weight_decay)
     fused_ids = {id(p) for _, p in fused}
@@ -79,27 +80,19 @@ def _thinc_update(optimizer: Any, shim_id: int, name: str, param: torch.Tensor, 
 
 
 def _fused_adam(optimizer: Any, shim_id: int, params: Named, lr_scales, weight_decay) -> None:
-    from thinc.api import NumpyOps
-
-    ops = NumpyOps()
     lr = _learn_rate(optimizer)
     b1, b2, eps = float(optimizer.b1), float(optimizer.b2), float(optimizer.eps)
-    groups: Dict[Tuple[float, float, int], List[tuple]] = defaultdict(list)
+    groups: Dict[Tuple[float, float, int, torch.device], List[tuple]] = defaultdict(list)
     for name, param in params:
         key = (shim_id, name)
         optimizer.nr_update[key] += 1
-        size = param.numel()
-        for moments in (optimizer.mom1, optimizer.mom2):
-            if key not in moments or not isinstance(moments[key], numpy.ndarray) or moments[key].size != size:
-                moments[key] = numpy.zeros(size, dtype="float32")
-        m1 = torch.from_numpy(optimizer.mom1[key]).view(param.shape)
-        m2 = torch.from_numpy(optimizer.mom2[key]).view(param.shape)
-        group = (lr_scales.get(name, 1.0), weight_decay.get(name, 0.0), optimizer.nr_update[key])
+        m1, m2 = _moment(optimizer.mom1, key, param), _moment(optimizer.mom2, key, param)
+        group = (lr_scales.get(name, 1.0), weight_decay.get(name, 0.0), optimizer.nr_update[key], param.device)
         groups[group].append((key, param, m1, m2))
-    for (scale, decay, step), items in groups.items():
+    for (scale, decay, step, device), items in groups.items():
         weights = [p.data for _, p, _, _ in items]
         grads = [p.grad for _, p, _, _ in items]
-        steps = [torch.tensor(float(step)) for _ in items]
+        steps = [torch.tensor(float(step), device=device) for _ in items]
         torch._fused_adamw_(
             weights, grads, [m for _, _, m, _ in items], [v for _, _, _, v in items], [], steps,
             lr=lr * scale, beta1=b1, beta2=b2, weight_decay=decay, eps=eps / (1.0 - b2**step) ** 0.5,
@@ -107,9 +100,35 @@ def _fused_adam(optimizer: Any, shim_id: int, params: Named, lr_scales, weight_d
         )
         if optimizer.averages is not None:
             for key, param, _, _ in items:
-                if key not in optimizer.averages:
-                    optimizer.averages[key] = ops.alloc(tuple(param.shape), dtype="float32")
-                ops.update_averages(optimizer.averages[key], param.data.numpy(), step)
+                _update_average(optimizer.averages, key, param.data, step)
+
+
+def _moment(store: Dict[Any, Any], key: Any, param: torch.Tensor) -> torch.Tensor:
+    """The optimizer's moment for ``key`` as a tensor shaped like ``param``: on CPU a view of the numpy
+    array thinc keeps (memory shared with the thinc optimizer); on a GPU a tensor on that device."""
+    current = store.get(key)
+    if param.device.type == "cpu":
+        if not isinstance(current, numpy.ndarray) or current.size != param.numel():
+            current = store[key] = numpy.zeros(param.numel(), dtype="float32")
+        return torch.from_numpy(current).view(param.shape)
+    if not isinstance(current, torch.Tensor) or current.shape != param.shape or current.device != param.device:
+        current = store[key] = torch.zeros_like(param, memory_format=torch.contiguous_format)
+    return current
+
+
+def _update_average(averages: Dict[Any, Any], key: Any, weights: torch.Tensor, step: int) -> None:
+    """thinc's parameter average: ``ema -= (1 - decay) * (ema - w)``, ``decay = min((1 + t) / (10 + t), 0.9999)``."""
+    if weights.device.type == "cpu":
+        from thinc.api import NumpyOps
+
+        if key not in averages:
+            averages[key] = NumpyOps().alloc(tuple(weights.shape), dtype="float32")
+        NumpyOps().update_averages(averages[key], weights.numpy(), step)
+        return
+    if not isinstance(averages.get(key), torch.Tensor):
+        averages[key] = torch.zeros_like(weights)
+    decay = min((1.0 + step) / (10.0 + step), 0.9999)
+    averages[key].sub_((1.0 - decay) * (averages[key] - weights))
 
 
 def _data_ptr(array: Any):

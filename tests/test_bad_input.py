@@ -427,3 +427,10 @@ def test_bad_gliner_config_objects():
         GLiNERConfig(hidden_size=31)  # odd with the BiLSTM
     with pytest.raises(ValueError, match="no field"):
         GLiNERConfig().copy(spam=1)
+
+
+def test_float16_on_cpu_is_a_clear_error(default_checkpoint):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("gliner", config={"model": str(default_checkpoint), "labels": ["person"], "device": "cpu", "dtype": "float16"})
+    with pytest.raises(ValueError, match="float16 runs on a GPU only"):
+        nlp("Barack Obama visited Paris .")
