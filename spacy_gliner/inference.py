@@ -16,6 +16,7 @@ One call of :class:`Predictor`:
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
@@ -33,6 +34,10 @@ logger = logging.getLogger("spacy_gliner")
 BI_ENCODER_LABELS_PER_PASS = 256
 # Labels sent through the labels encoder at once.
 LABEL_ENCODER_CHUNK = 128
+# Default padded sub-tokens per encoder call, in full encoder windows: CPU (bounds activation memory
+# on long documents) and GPU (fewer, larger calls: GPU inference is bound by per-call overhead).
+CPU_BATCH_WINDOWS = 4
+GPU_BATCH_WINDOWS = 32
 
 
 @dataclass(frozen=True)
@@ -198,8 +203,8 @@ class Predictor:
     """Runs a ``GLiNER`` over many texts: plans windows and label groups, batches, decodes once.
 
     ``batch_size`` caps the rows (window x label group) per encoder call and ``max_batch_tokens``
-    the padded sub-tokens per call (default: 4 full encoder windows), which bounds activation memory
-    whatever the document length. ``window_overlap`` (default ``2 * max_width``, never less than
+    the padded sub-tokens per call (default: 4 full encoder windows on CPU, 32 on a GPU), which bounds
+    activation memory whatever the document length. ``window_overlap`` (default ``2 * max_width``, never less than
     ``max_width``) is the number of words consecutive windows share; ``window_words`` caps the words
     per window (default and upper bound: the checkpoint's ``max_len``). ``max_labels_per_pass`` caps
     the labels per prompt (default: the checkpoint's ``max_types``; bi-encoders: 256).
@@ -235,7 +240,8 @@ class Predictor:
         else:
             self.max_labels = BI_ENCODER_LABELS_PER_PASS if self.is_bi_encoder else int(cfg.max_types)
         self.max_tokens = max_sequence_tokens(gliner.tokenizer, gliner.model.token_rep_layer.bert_layer.model.config)
-        self.max_batch_tokens = int(max_batch_tokens) if max_batch_tokens else 4 * self.max_tokens
+        windows = CPU_BATCH_WINDOWS if gliner.device.type == "cpu" else GPU_BATCH_WINDOWS
+        self.max_batch_tokens = int(max_batch_tokens) if max_batch_tokens else windows * self.max_tokens
         if dtype == torch.float16 and gliner.device.type == "cpu":
             raise ValueError(
                 "gliner: dtype float16 runs on a GPU only (its CPU kernels are missing or slow): on CPU use "
@@ -512,7 +518,7 @@ class Predictor:
         inputs = {k: v.to(device) for k, v in inputs.items()}
         if self.is_bi_encoder:
             inputs["labels_embeddings"], inputs["labels_mask"] = self._bi_labels(batch, plan, device)
-        with torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None):
+        with torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype is not None), _attention_backends(device):
             logits, _, _ = gliner.model(**inputs)
         probs = torch.sigmoid(logits.float())  # [B, W, K, C]
         rows_n, num_words, width, num_classes = probs.shape
@@ -592,6 +598,18 @@ class Predictor:
             logits, _, _ = gliner.model(**inputs)
         probs = torch.sigmoid(logits.float()).cpu().numpy()
         return [probs[i, : len(w), :, : len(l)] for i, (w, l) in enumerate(zip(word_lists, label_lists))]
+
+
+def _attention_backends(device: torch.device):
+    """On CUDA, scaled-dot-product attention without the cuDNN backend, which builds an execution plan
+    for every new (batch, length) shape (tens of ms each; inference batches come in many shapes)."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # torch < 2.3: no cuDNN attention backend either
+        return contextlib.nullcontext()
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
 def _pad_rows(rows: Sequence[torch.Tensor], device) -> Tuple[torch.Tensor, torch.Tensor]:

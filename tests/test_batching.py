@@ -235,9 +235,9 @@ def test_component_pickles(default_checkpoint, component_threshold):
     assert predictor._fast_inputs
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.bfloat16])
 def test_reduced_precision_runs(ours, dtype):
-    """dtype is a setting (meant for GPUs); it runs on CPU too, close to float32."""
+    """bfloat16 runs on CPU too, close to float32 (float16 is GPU-only: test_bad_input, test_gpu)."""
     texts = _texts()[:6]
     labels = LabelSet.from_labels(LABELS)
     full = Predictor(ours)(texts, labels, thresholds=0.0)
