@@ -81,3 +81,16 @@ def _perturb_heads(model, seed: int) -> None:
         for name, p in model.named_parameters():
             if not name.startswith("token_rep_layer.bert_layer.model"):
                 p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+
+
+def make_examples(nlp, data):
+    """spaCy Examples from ``[(whitespace-tokenized text, [(start, end, label), ...]), ...]``."""
+    from spacy.tokens import Doc, Span
+    from spacy.training import Example
+
+    examples = []
+    for text, spans in data:
+        ref = Doc(nlp.vocab, words=text.split())
+        ref.ents = [Span(ref, s, e, label=l) for s, e, l in spans]
+        examples.append(Example(Doc(nlp.vocab, words=text.split()), ref))
+    return examples

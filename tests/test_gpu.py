@@ -10,10 +10,8 @@ import numpy as np
 import pytest
 import spacy
 import torch
-from spacy.tokens import Doc, Span
-from spacy.training import Example
 
-from helpers import WORDS, write_bert_encoder
+from helpers import WORDS, make_examples, write_bert_encoder
 from spacy_gliner import GLiNER
 from spacy_gliner.inference import LabelSet, Predictor
 
@@ -76,11 +74,7 @@ def test_training_steps_on_gpu_lower_the_loss(tmp_path):
     ]
     nlp = spacy.blank("en")
     pipe = nlp.add_pipe("gliner", config={"device": "cuda", "loss": {"@losses": "spacy_gliner.span_loss.v1", "masking": "none"}})
-    examples = []
-    for text, spans in data:
-        ref = Doc(nlp.vocab, words=text.split())
-        ref.ents = [Span(ref, s, e, label=l) for s, e, l in spans]
-        examples.append(Example(Doc(nlp.vocab, words=text.split()), ref))
+    examples = make_examples(nlp, data)
     loader = encoder_loader(str(encoder), hidden_size=32, max_width=4, dropout=0.0)
     pipe.initialize(lambda: examples, nlp=nlp, model_loader=loader)
     assert next(pipe.gliner.model.parameters()).is_cuda
@@ -91,3 +85,37 @@ def test_training_steps_on_gpu_lower_the_loss(tmp_path):
     for _ in range(20):
         last = nlp.update(examples, sgd=optimizer, losses={})["gliner"]
     assert last < first * 0.5
+
+
+def test_fused_adam_step_on_gpu_equals_the_cpu_step():
+    """The same thinc Adam settings, weights and gradients: the CUDA step (moments on the GPU) gives
+    the CPU step's weights and moments."""
+    from thinc.api import Adam
+
+    from spacy_gliner.optimizer_step import apply_optimizer
+
+    torch.manual_seed(0)
+    weights = {"enc.w": torch.randn(64, 32), "head.w": torch.randn(16), "head.b": torch.randn(3, 5)}
+    grads = [{n: torch.randn_like(w) for n, w in weights.items()} for _ in range(3)]
+    result = {}
+    for device in ("cpu", "cuda"):
+        optimizer = Adam(1e-2, grad_clip=0.0, use_averages=True)  # plain Adam: the fused path
+        params = [(n, torch.nn.Parameter(w.clone().to(device))) for n, w in weights.items()]
+        for step in grads:
+            for n, p in params:
+                p.grad = step[n].to(device)
+            apply_optimizer(optimizer, 1, params, {"head.w": 3.0, "head.b": 3.0}, {"enc.w": 0.1})
+        result[device] = ({n: p.detach().cpu() for n, p in params}, optimizer)
+    (cpu_w, cpu_opt), (gpu_w, gpu_opt) = result["cpu"], result["cuda"]
+    for n in weights:
+        torch.testing.assert_close(gpu_w[n], cpu_w[n], atol=1e-6, rtol=1e-5)
+        key = (1, n)
+        assert gpu_opt.nr_update[key] == cpu_opt.nr_update[key] == 3
+        for state, tol in ((gpu_opt.mom1, cpu_opt.mom1), 1e-6), ((gpu_opt.mom2, cpu_opt.mom2), 1e-7), ((gpu_opt.averages, cpu_opt.averages), 1e-6):
+            torch.testing.assert_close(_host(state[0][key]), _host(state[1][key]), atol=tol, rtol=1e-5)
+    assert not torch.equal(gpu_w["enc.w"], weights["enc.w"])  # the step moved the weights
+
+
+def _host(array) -> torch.Tensor:
+    """A CPU tensor, flat, from a torch tensor (any device) or a numpy array."""
+    return array.detach().cpu().reshape(-1) if isinstance(array, torch.Tensor) else torch.from_numpy(array).reshape(-1)

@@ -12,6 +12,7 @@ import torch
 from spacy.tokens import Doc, DocBin, Span
 from spacy.training import Example
 
+import helpers
 from helpers import write_bert_encoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,12 +30,7 @@ def encoder(tmp_path_factory) -> Path:
 
 
 def make_examples(nlp, data=SENTENCES):
-    examples = []
-    for text, spans in data:
-        ref = Doc(nlp.vocab, words=text.split())
-        ref.ents = [Span(ref, s, e, label=l) for s, e, l in spans]
-        examples.append(Example(Doc(nlp.vocab, words=text.split()), ref))
-    return examples
+    return helpers.make_examples(nlp, data)
 
 
 def make_nlp(encoder: Path, **settings):
