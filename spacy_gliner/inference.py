@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -38,6 +39,8 @@ LABEL_ENCODER_CHUNK = 128
 # on long documents) and GPU (fewer, larger calls: GPU inference is bound by per-call overhead).
 CPU_BATCH_WINDOWS = 4
 GPU_BATCH_WINDOWS = 32
+# A call that runs longer logs its progress (INFO) this often.
+PROGRESS_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -463,10 +466,24 @@ class Predictor:
             # Long documents on CPU: keep glibc's heap from growing (memory.py). Short texts never
             # trim: their heap does not grow, and the page faults after a trim cost ~4% of the time.
             trim = self.gliner.device.type == "cpu" and len(batches) > 1 and any(len(w) > 1 for w in windows)
-            for batch in batches:
+            start = last_log = time.perf_counter()
+            rows = 0
+            for i, batch in enumerate(batches, 1):
                 found.append(self._run_batch(batch, tokens, windows, plan, thr_table, truncated))
                 if trim:
                     release_free_memory()
+                rows += len(batch)
+                now = time.perf_counter()
+                if now - last_log >= PROGRESS_SECONDS:
+                    logger.info(
+                        "GLiNER: %d of %d windows x label groups scored (%.0f%%), %.0f s", rows, len(tasks),
+                        100.0 * rows / len(tasks), now - start,
+                    )
+                    last_log = now
+            logger.debug(
+                "GLiNER: %d texts, %d windows, %d label group(s), %d encoder batches in %.2f s", len(word_lists),
+                sum(len(w) for w in windows), num_groups, len(batches), time.perf_counter() - start,
+            )
         finally:
             model.train(was_training)
             self._words, self._label_prompts = (), ()

@@ -257,3 +257,22 @@ def test_fallback_tokenizing_every_batch_gives_the_same_results(ours):
     slow = slow_predictor(texts, labels, thresholds=0.0)
     for a, b in zip(fast, slow):
         _assert_same(a, b)
+
+
+def test_long_calls_log_progress(ours, monkeypatch, caplog):
+    """A call that runs past ``PROGRESS_SECONDS`` logs how far it got (INFO); every call ends with a
+    DEBUG summary."""
+    import logging
+
+    from spacy_gliner import inference
+
+    monkeypatch.setattr(inference, "PROGRESS_SECONDS", 0.0)
+    predictor = Predictor(ours, batch_size=2)
+    texts = [_words(12, seed=i) for i in range(5)]  # five tasks in three batches
+    with caplog.at_level(logging.DEBUG, logger="spacy_gliner"):
+        predictor(texts, LabelSet.from_labels(["person", "location"]), thresholds=0.5)
+    progress = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert progress[0].startswith("GLiNER: 2 of 5 windows x label groups scored (40%)")
+    assert progress[-1].startswith("GLiNER: 5 of 5 windows x label groups scored (100%)")
+    summary = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any("5 texts, 5 windows, 1 label group(s), 3 encoder batches" in m for m in summary)

@@ -66,3 +66,4 @@ def test_predictor_trims_for_long_documents_only(default_checkpoint, monkeypatch
         texts.append(_words(3 * predictor.window_words, seed=99))  # several windows
     predictor(texts, LabelSet.from_labels(["person", "location"]), thresholds=0.5)
     assert (len(calls) > 0) == bool(expected)
+
