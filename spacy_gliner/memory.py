@@ -5,7 +5,7 @@ freed chunks in its heap, which fragments, so over a long document (hundreds of 
 process's resident memory keeps growing although live memory does not. ``malloc_trim(0)`` hands the
 free pages back. It runs when resident memory has grown by ``growth_mib`` since the last trim, only
 on Linux with glibc; elsewhere this does nothing. The caller uses it for long documents only: a trim
-and the page faults after it cost ~4% of the time on short-sentence runs, whose heap does not grow.
+and the page faults after it cost 4-7% of the time on short-sentence runs, whose heap does not grow.
 """
 from __future__ import annotations
 
