@@ -566,7 +566,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                     help="this component's dtype setting; the reference loads with the same (dtype='fp16'/'bf16')")
     ap.add_argument("--encoder", help="Hugging Face encoder dir for the built checkpoint (default: all-MiniLM-L6-v2)")
     ap.add_argument("--rows", type=int, default=32, help="component batch_size (rows per encoder call)")
-    ap.add_argument("--pipe-batch", type=int, default=256, help="nlp.pipe batch_size (docs per predict call)")
+    ap.add_argument("--pipe-batch", type=int, default=None,
+                    help="nlp.pipe batch_size (docs per predict call; default: spaCy's, nlp.batch_size = 1000)")
     ap.add_argument("--repeats", type=int, default=1, help="best of N timings")
     ap.add_argument("--skip-reference", action="store_true")
     ap.add_argument("--skip-gliner-spacy", action="store_true")
