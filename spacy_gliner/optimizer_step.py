@@ -121,9 +121,10 @@ def _update_average(averages: Dict[Any, Any], key: Any, weights: torch.Tensor, s
     if weights.device.type == "cpu":
         from thinc.api import NumpyOps
 
+        ops = NumpyOps()
         if key not in averages:
-            averages[key] = NumpyOps().alloc(tuple(weights.shape), dtype="float32")
-        NumpyOps().update_averages(averages[key], weights.numpy(), step)
+            averages[key] = ops.alloc(tuple(weights.shape), dtype="float32")
+        ops.update_averages(averages[key], weights.numpy(), step)
         return
     if not isinstance(averages.get(key), torch.Tensor):
         averages[key] = torch.zeros_like(weights)

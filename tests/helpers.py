@@ -94,3 +94,16 @@ def make_examples(nlp, data):
         ref.ents = [Span(ref, s, e, label=l) for s, e, l in spans]
         examples.append(Example(Doc(nlp.vocab, words=text.split()), ref))
     return examples
+
+
+def first_and_last_loss(nlp, examples, steps: int, learn_rate: float = 1e-3):
+    """Losses of the first and the last of ``steps + 1`` ``nlp.update`` calls on ``examples``."""
+    import torch
+
+    optimizer = nlp.create_optimizer()
+    optimizer.learn_rate = learn_rate
+    torch.manual_seed(0)
+    first = last = nlp.update(examples, sgd=optimizer, losses={})["gliner"]
+    for _ in range(steps):
+        last = nlp.update(examples, sgd=optimizer, losses={})["gliner"]
+    return first, last

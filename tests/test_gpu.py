@@ -11,7 +11,7 @@ import pytest
 import spacy
 import torch
 
-from helpers import WORDS, make_examples, write_bert_encoder
+from helpers import WORDS, first_and_last_loss, make_examples, write_bert_encoder
 from spacy_gliner import GLiNER
 from spacy_gliner.inference import LabelSet, Predictor
 
@@ -78,12 +78,7 @@ def test_training_steps_on_gpu_lower_the_loss(tmp_path):
     loader = encoder_loader(str(encoder), hidden_size=32, max_width=4, dropout=0.0)
     pipe.initialize(lambda: examples, nlp=nlp, model_loader=loader)
     assert next(pipe.gliner.model.parameters()).is_cuda
-    optimizer = nlp.create_optimizer()
-    optimizer.learn_rate = 1e-3
-    torch.manual_seed(0)
-    first = nlp.update(examples, sgd=optimizer, losses={})["gliner"]
-    for _ in range(20):
-        last = nlp.update(examples, sgd=optimizer, losses={})["gliner"]
+    first, last = first_and_last_loss(nlp, examples, steps=20)
     assert last < first * 0.5
 
 

@@ -52,12 +52,7 @@ def test_initialize_collects_labels_and_update_lowers_loss(encoder):
     examples = make_examples(nlp)
     pipe.initialize(lambda: examples, nlp=nlp, model_loader=loader(encoder))
     assert set(pipe.labels) == {"person", "location", "organization"}
-    optimizer = nlp.create_optimizer()
-    optimizer.learn_rate = 1e-3
-    torch.manual_seed(0)
-    first = nlp.update(examples, sgd=optimizer, losses={})["gliner"]
-    for _ in range(25):
-        last = nlp.update(examples, sgd=optimizer, losses={})["gliner"]
+    first, last = helpers.first_and_last_loss(nlp, examples, steps=25)
     assert last < first * 0.5
 
 
