@@ -32,8 +32,10 @@ import gc
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -498,16 +500,25 @@ def memory_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
     labels = spec["labels"]
     nlp = our_nlp(Path(spec["checkpoint"]), labels, spec["threshold"], spec["rows"], sentencizer=True)
     nlp("Warm-up sentence about aspirin and headache .")
+    encoder = nlp.get_pipe("gliner").gliner.model.token_rep_layer.bert_layer.model
+    if spec.get("encoder_batches"):
+        return encoder_memory(encoder, spec["encoder_batches"])
     text = spec["text"] if "text" in spec else doc_of_words(Path(spec["data"]), spec["words"])
     words = len(WORD_RE.findall(text))
     _trim()
     loaded = _status_mib("VmRSS")
     # (1) what a user's nlp(text) costs: spaCy's tokenizer builds the Doc, then the pipeline runs.
+    rec = BatchRecorder(encoder) if spec.get("save_batches") else None
     with PeakMemory() as whole:
         t0 = time.perf_counter()
         doc = nlp(text)
         dt = time.perf_counter() - t0
     del doc
+    if rec is not None:
+        import torch
+
+        torch.save(rec.stop(), spec["save_batches"])
+        del rec
     # (2) the pipeline (sentencizer + gliner) over a Doc that already exists: the component's own memory.
     doc = nlp.make_doc(text)
     with PeakMemory() as mem:
@@ -533,6 +544,25 @@ JEMALLOC = [p for p in ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/
 
 
 GLIBC_TCACHE_1 = "glibc.malloc.tcache_count=1"
+
+
+def encoder_memory(encoder, path: str) -> Dict[str, Any]:
+    """The memory floor: the bare encoder alone over the sub-token batches the pipeline built (saved by
+    another worker), with the pipeline's heap trimming. No GLiNER code runs, so what its peak grows by
+    with the number of batches is the allocator's, not any GLiNER implementation's."""
+    import torch
+    from spacy_gliner.memory import release_free_memory
+
+    batches = torch.load(path)
+    _trim()
+    with PeakMemory() as mem, torch.inference_mode():
+        t0 = time.perf_counter()
+        for ids, mask in batches:
+            encoder(input_ids=ids, attention_mask=mask)
+            if len(batches) > 1:
+                release_free_memory()
+        dt = time.perf_counter() - t0
+    return {"batches": len(batches), "peak_mib": mem.peak, "seconds": dt}
 
 
 def run_worker(spec: Dict[str, Any], env_extra: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
@@ -722,13 +752,23 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         allocators = [("glibc malloc", {}), ("glibc, tcache_count=1", {"GLIBC_TUNABLES": GLIBC_TCACHE_1})]
         allocators += [("jemalloc", {"LD_PRELOAD": JEMALLOC[0]})] * bool(JEMALLOC)
         report["documents"] = {}
+        tmp = Path(tempfile.mkdtemp(prefix="bench-gliner-"))
         for alloc, env_extra in allocators:
-            small = run_worker({**base, "words": 1000}, env_extra)
-            big = run_worker({**base, "words": args.doc_words}, env_extra)
+            small = run_worker({**base, "words": 1000, "save_batches": str(tmp / "1k.pt")}, env_extra)
+            big = run_worker({**base, "words": args.doc_words, "save_batches": str(tmp / "big.pt")}, env_extra)
             entry = report["documents"][alloc] = {"1k": small, "big": big}
             if "error" in small or "error" in big:
                 print(f"memory worker failed ({alloc}):", small.get("error") or big.get("error"))
                 continue
+            # The floor: the bare encoder over the same batches, fresh processes, same allocator.
+            enc_small = run_worker({**base, "encoder_batches": str(tmp / "1k.pt")}, env_extra)
+            enc_big = run_worker({**base, "encoder_batches": str(tmp / "big.pt")}, env_extra)
+            if "error" not in enc_small and "error" not in enc_big:
+                entry["encoder_1k"], entry["encoder_big"] = enc_small, enc_big
+                entry["encoder_memory_ratio"] = enc_big["peak_mib"] / enc_small["peak_mib"]
+                print(f"[{alloc}] bare encoder over the same batches ({enc_small['batches']} / {enc_big['batches']}): "
+                      f"peak +{enc_small['peak_mib']:.0f} / +{enc_big['peak_mib']:.0f} MiB, ratio "
+                      f"{entry['encoder_memory_ratio']:.2f}x", flush=True)
             for r in (small, big):
                 print(f"[{alloc}] {r['words']:>8,} words: {r['seconds']:7.1f} s, {r['words_per_s']:,.0f} words/s, "
                       f"{r['windows']} windows, peak +{r['peak_mib']:.0f} MiB above the loaded model running the "
@@ -740,6 +780,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             print(f"[{alloc}] peak memory ratio {entry['memory_ratio']:.2f}x (nlp(text) with Doc creation: "
                   f"{entry['memory_ratio_with_doc']:.2f}x), time per word ratio "
                   f"{entry['time_per_word_ratio']:.2f}x", flush=True)
+        shutil.rmtree(tmp, ignore_errors=True)
         if not JEMALLOC:
             print("(jemalloc not found: apt-get install libjemalloc2 to also measure without glibc heap fragmentation)")
         many = list(dict.fromkeys(w.lower() for w in WORD_RE.findall(" ".join(short_texts(data, 5000))) if w.isalpha() and len(w) > 2))
@@ -818,6 +859,9 @@ def summary(report: Dict[str, Any]) -> None:
             print(f"[{alloc}] peak memory {entry['big']['words']:,}-word doc / 1,000-word doc, pipeline on the Doc: "
                   f"{entry['memory_ratio']:.2f}x  [< 1.5x]; nlp(text) incl. building the Doc: "
                   f"{entry['memory_ratio_with_doc']:.2f}x; time per word ratio {entry['time_per_word_ratio']:.2f}x  [~1x: linear]")
+            if "encoder_memory_ratio" in entry:
+                print(f"[{alloc}]   the bare encoder alone over the same batches: {entry['encoder_memory_ratio']:.2f}x "
+                      f"(+{entry['encoder_1k']['peak_mib']:.0f} / +{entry['encoder_big']['peak_mib']:.0f} MiB)")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 """When freed heap memory is handed back to the OS: on growth only, and for long documents only."""
 from __future__ import annotations
 
+import contextlib
 import random
 from typing import List
 
+import numpy as np
 import pytest
+import torch
 
 from helpers import WORDS
 from spacy_gliner import GLiNER, memory
@@ -67,3 +70,48 @@ def test_predictor_trims_for_long_documents_only(default_checkpoint, monkeypatch
     predictor(texts, LabelSet.from_labels(["person", "location"]), thresholds=0.5)
     assert (len(calls) > 0) == bool(expected)
 
+
+
+def test_long_documents_reuse_the_span_term_buffers(default_checkpoint, monkeypatch):
+    """Within one predict call every batch writes its span terms into the same two buffers (no
+    per-batch allocation of [B * W, 4D] tensors); scores equal those of freshly allocated buffers;
+    the buffers are freed when the call ends."""
+    gliner = GLiNER.from_pretrained(default_checkpoint)
+    model = gliner.model
+    seen = []
+    real_buffer = type(model)._buffer
+
+    def recording_buffer(self, name, rows, cols, like):
+        out = real_buffer(self, name, rows, cols, like)
+        seen.append((name, out.untyped_storage().data_ptr(), self._workspace is not None))
+        return out
+
+    monkeypatch.setattr(type(model), "_buffer", recording_buffer)
+    predictor = Predictor(gliner, batch_size=2)
+    text = _words(4 * predictor.window_words, seed=7)  # several windows, several batches
+    labels = LabelSet.from_labels(["person", "location"])
+    reused = predictor([text], labels, thresholds=0.0)[0]
+    starts = {ptr for name, ptr, _ in seen if name == "start_terms"}
+    calls = sum(1 for name, _, _ in seen if name == "start_terms")
+    assert calls > 2 and all(in_workspace for *_, in_workspace in seen)
+    assert len(starts) < calls  # the same storage serves several batches
+    assert model._workspace is None  # freed after the call
+
+    monkeypatch.setattr(type(model), "reusing_buffers", lambda self: contextlib.nullcontext())
+    fresh = predictor([text], labels, thresholds=0.0)[0]
+    assert len(reused) == len(fresh) > 0
+    assert np.array_equal(reused.starts, fresh.starts) and np.array_equal(reused.labels, fresh.labels)
+    assert np.allclose(reused.scores, fresh.scores, atol=0, rtol=0)
+
+
+def test_training_never_takes_workspace_buffers(default_checkpoint):
+    """Under autograd the span terms are fresh tensors even inside an open workspace."""
+    model = GLiNER.from_pretrained(default_checkpoint).model
+    like = torch.zeros(1, 8)
+    with model.reusing_buffers():
+        with torch.no_grad():
+            a = model._buffer("start_terms", 4, 8, like)
+            b = model._buffer("start_terms", 3, 8, like)
+        c = model._buffer("start_terms", 4, 8, like)
+    assert a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+    assert c.untyped_storage().data_ptr() != a.untyped_storage().data_ptr()

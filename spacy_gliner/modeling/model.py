@@ -1,7 +1,8 @@
 """The span-level GLiNER network: encoder -> words and label vectors -> span x label logits."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import contextlib
+from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 from torch import nn
@@ -132,6 +133,35 @@ class GLiNERModel(nn.Module):
             heads = text_model.config.num_attention_heads
             self.cross_fuser = CrossFuser(dim, heads, config.num_post_fusion_layers, config.dropout, config.fusion_schema)
         use_fast_dropout(self)  # CPU training: dropout masks from random bits (see dropout.py)
+        self._workspace: Optional[Dict[str, torch.Tensor]] = None
+
+    @contextlib.contextmanager
+    def reusing_buffers(self) -> Iterator[None]:
+        """Inference inside this context keeps its largest per-batch buffers (markerV0's span terms,
+        [B * W, 4D] each) and reuses them in every batch instead of allocating them anew; they are
+        freed on exit. Over the hundreds of batches of a long document, differently sized buffers
+        allocated per batch fragment glibc's heap, so resident memory would grow with the number of batches."""
+        outer = self._workspace
+        if outer is None:
+            self._workspace = {}
+        try:
+            yield
+        finally:
+            if outer is None:
+                self._workspace = None
+
+    def _buffer(self, name: str, rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:
+        """An uninitialised [rows, cols] tensor like ``like``: from the workspace when one is open (capacity
+        rounded up to a power of two of rows, so it grows only a few times), else newly allocated."""
+        ws = self._workspace
+        if ws is None or torch.is_grad_enabled():
+            return like.new_empty(rows, cols)
+        buf = ws.get(name)
+        if buf is None or buf.numel() < rows * cols or buf.dtype != like.dtype or buf.device != like.device:
+            capacity = 1 << max(0, rows - 1).bit_length()
+            ws[name] = buf = None  # free the old buffer first
+            buf = ws[name] = like.new_empty(capacity * cols)
+        return buf[: rows * cols].view(rows, cols)
 
     # ----------------------------------------------------------------------------------------
     @property
@@ -232,8 +262,7 @@ class GLiNERModel(nn.Module):
         logits = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
         return logits + label_bias[:, None, None, :]
 
-    @staticmethod
-    def _span_terms(span_layer: nn.Module, words: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _span_terms(self, span_layer: nn.Module, words: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``span_layer.span_terms(words)``, ``TERM_BLOCK_ROWS`` word vectors at a time into two output
         buffers (at inference the MLPs' [rows, 4D] temporaries stay small). Word vectors that are all
         zero (batch padding, words without sub-tokens) are not run: they share the zero vector's terms."""
@@ -242,8 +271,8 @@ class GLiNERModel(nn.Module):
         real = flat.abs().amax(-1) != 0  # [B*W] (float reduction: bool kernels are slow on CPU)
         zero_start, zero_end = span_layer.span_terms(words.new_zeros(1, 1, dim))  # [1, 1, 4D]
         hidden4 = zero_start.size(-1)
-        start = zero_start.new_empty(flat.size(0), hidden4)  # [B*W, 4D] (autocast: the terms' dtype)
-        end = zero_end.new_empty(flat.size(0), hidden4)
+        start = self._buffer("start_terms", flat.size(0), hidden4, zero_start)  # [B*W, 4D] (autocast: the terms' dtype)
+        end = self._buffer("end_terms", flat.size(0), hidden4, zero_end)
         rows = real.nonzero().squeeze(1)
         contiguous = rows.numel() == flat.size(0)
         if not contiguous:
