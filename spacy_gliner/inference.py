@@ -25,7 +25,7 @@ from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, U
 import numpy as np
 import torch
 
-from .memory import release_free_memory
+from .memory import glibc_malloc, release_free_memory
 from .modeling.decoding import Candidate, greedy_select
 from .windows import Window, owned_cells, plan_label_groups, plan_windows, unscored_spans
 
@@ -462,17 +462,21 @@ class Predictor:
         was_training = model.training
         model.eval()
         try:
-            # markerV0's span-term buffers are reused from batch to batch (GLiNERModel.reusing_buffers).
-            with model.reusing_buffers():
-                batches = self._batches(tasks)
-                # Long documents on CPU: keep glibc's heap from growing (memory.py). Short texts never
-                # trim: their heap does not grow, and the page faults after a trim cost 4-7% of the time.
-                trim = self.gliner.device.type == "cpu" and len(batches) > 1 and any(len(w) > 1 for w in windows)
+            batches = self._batches(tasks)
+            # Long documents on CPU under glibc's malloc: keep its heap from growing with the number of
+            # batches (bench/README.md). markerV0's span-term buffers ([rows x words, 4D]) are allocated
+            # once and reused by every batch, and free heap pages go back to the OS (memory.py). Short
+            # texts do neither: their heap does not grow, and the page faults after a trim cost 4-7%.
+            long_run = len(batches) > 1 and any(len(w) > 1 for w in windows)
+            tame_heap = long_run and self.gliner.device.type == "cpu" and glibc_malloc()
+            words = lambda t: windows[t.text][t.window].end - windows[t.text][t.window].start  # noqa: E731
+            max_rows = max(len(b) * max(map(words, b)) for b in batches) if tame_heap else 0
+            with model.reusing_buffers(max_rows) if tame_heap else contextlib.nullcontext():
                 start = last_log = time.perf_counter()
                 rows = 0
                 for i, batch in enumerate(batches, 1):
                     found.append(self._run_batch(batch, tokens, windows, plan, thr_table, truncated))
-                    if trim:
+                    if tame_heap:
                         release_free_memory()
                     rows += len(batch)
                     now = time.perf_counter()

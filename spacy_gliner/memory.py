@@ -4,8 +4,10 @@ Each encoder batch allocates and frees tens of MB of differently sized tensors. 
 freed chunks in its heap, which fragments, so over a long document (hundreds of batches) the
 process's resident memory keeps growing although live memory does not. ``malloc_trim(0)`` hands the
 free pages back. It runs when resident memory has grown by ``growth_mib`` since the last trim, only
-on Linux with glibc; elsewhere this does nothing. The caller uses it for long documents only: a trim
-and the page faults after it cost 4-7% of the time on short-sentence runs, whose heap does not grow.
+on Linux with glibc; elsewhere this does nothing. The caller uses it for long documents only, and
+only when the process allocates with glibc's malloc (``glibc_malloc``; jemalloc or tcmalloc preloaded
+do not fragment this way): a trim and the page faults after it cost 4-7% of the time on
+short-sentence runs, whose heap does not grow.
 """
 from __future__ import annotations
 
@@ -17,6 +19,22 @@ from typing import Callable, Optional
 _trim: Optional[Callable[[int], int]] = None
 _loaded = False
 _after_last_trim: Optional[float] = None
+_glibc_malloc: Optional[bool] = None
+
+
+def glibc_malloc() -> bool:
+    """Whether this process allocates with glibc's malloc: Linux with glibc, and no other allocator
+    (jemalloc, tcmalloc) preloaded in front of it. The heap workarounds are for glibc's only."""
+    global _glibc_malloc
+    if _glibc_malloc is None:
+        try:
+            own = ctypes.CDLL("libc.so.6")
+            process = ctypes.CDLL(None)  # the symbols the process resolves: a preloaded malloc comes first
+            address = lambda lib: ctypes.cast(lib.malloc, ctypes.c_void_p).value  # noqa: E731
+            _glibc_malloc = hasattr(own, "malloc_trim") and address(own) == address(process)
+        except (OSError, AttributeError):  # not glibc (macOS, Windows, musl)
+            _glibc_malloc = False
+    return _glibc_malloc
 
 
 def _malloc_trim() -> Optional[Callable[[int], int]]:

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import subprocess
+import sys
 from typing import List
 
 import numpy as np
@@ -59,10 +62,11 @@ def _words(n: int, seed: int) -> List[str]:
     return [rng.choice(WORDS) for _ in range(n)]
 
 
-@pytest.mark.parametrize("long_text, expected", [(False, 0), (True, 1)])
-def test_predictor_trims_for_long_documents_only(default_checkpoint, monkeypatch, long_text, expected):
+@pytest.mark.parametrize("long_text, glibc, expected", [(False, True, 0), (True, True, 1), (True, False, 0)])
+def test_predictor_trims_for_long_documents_under_glibc_only(default_checkpoint, monkeypatch, long_text, glibc, expected):
     calls = []
     monkeypatch.setattr(inference, "release_free_memory", lambda: calls.append(1) or False)
+    monkeypatch.setattr(inference, "glibc_malloc", lambda: glibc)
     predictor = Predictor(GLiNER.from_pretrained(default_checkpoint), batch_size=2)
     texts = [_words(12, seed=i) for i in range(6)]  # three batches of short texts
     if long_text:
@@ -87,6 +91,7 @@ def test_long_documents_reuse_the_span_term_buffers(default_checkpoint, monkeypa
         return out
 
     monkeypatch.setattr(type(model), "_buffer", recording_buffer)
+    monkeypatch.setattr(inference, "glibc_malloc", lambda: True)
     predictor = Predictor(gliner, batch_size=2)
     text = _words(4 * predictor.window_words, seed=7)  # several windows, several batches
     labels = LabelSet.from_labels(["person", "location"])
@@ -94,10 +99,15 @@ def test_long_documents_reuse_the_span_term_buffers(default_checkpoint, monkeypa
     starts = {ptr for name, ptr, _ in seen if name == "start_terms"}
     calls = sum(1 for name, _, _ in seen if name == "start_terms")
     assert calls > 2 and all(in_workspace for *_, in_workspace in seen)
-    assert len(starts) < calls  # the same storage serves several batches
+    assert len(starts) == 1  # allocated once, for the largest batch, and used by every batch
     assert model._workspace is None  # freed after the call
 
-    monkeypatch.setattr(type(model), "reusing_buffers", lambda self: contextlib.nullcontext())
+    seen.clear()  # another allocator (jemalloc, tcmalloc): no workspace
+    monkeypatch.setattr(inference, "glibc_malloc", lambda: False)
+    predictor([text], labels, thresholds=0.0)
+    assert seen and not any(in_workspace for *_, in_workspace in seen)
+
+    monkeypatch.setattr(type(model), "reusing_buffers", lambda self, *args: contextlib.nullcontext())
     fresh = predictor([text], labels, thresholds=0.0)[0]
     assert len(reused) == len(fresh) > 0
     assert np.array_equal(reused.starts, fresh.starts) and np.array_equal(reused.labels, fresh.labels)
@@ -115,3 +125,18 @@ def test_training_never_takes_workspace_buffers(default_checkpoint):
         c = model._buffer("start_terms", 4, 8, like)
     assert a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
     assert c.untyped_storage().data_ptr() != a.untyped_storage().data_ptr()
+
+
+def test_glibc_malloc_tells_a_preloaded_allocator_apart():
+    """True under glibc's own malloc, False with jemalloc preloaded (when it is installed)."""
+    code = "from spacy_gliner.memory import glibc_malloc; print(glibc_malloc())"
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert plain in ("True", "False")
+    if plain == "False":
+        pytest.skip("this process does not allocate with glibc's malloc")
+    jemalloc = next((p for p in ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2") if os.path.exists(p)), None)
+    if jemalloc is None:
+        pytest.skip("libjemalloc2 is not installed")
+    env = {**os.environ, "LD_PRELOAD": jemalloc}
+    preloaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout.strip()
+    assert preloaded == "False"

@@ -134,16 +134,18 @@ class GLiNERModel(nn.Module):
             self.cross_fuser = CrossFuser(dim, heads, config.num_post_fusion_layers, config.dropout, config.fusion_schema)
         use_fast_dropout(self)  # CPU training: dropout masks from random bits (see dropout.py)
         self._workspace: Optional[Dict[str, torch.Tensor]] = None
+        self._workspace_rows = 0
 
     @contextlib.contextmanager
-    def reusing_buffers(self) -> Iterator[None]:
+    def reusing_buffers(self, max_rows: int = 0) -> Iterator[None]:
         """Inference inside this context keeps its largest per-batch buffers (markerV0's span terms,
         [B * W, 4D] each) and reuses them in every batch instead of allocating them anew; they are
-        freed on exit. Over the hundreds of batches of a long document, differently sized buffers
-        allocated per batch fragment glibc's heap, so resident memory would grow with the number of batches."""
+        freed on exit. ``max_rows``: the largest B * W to come, so that each buffer is allocated once.
+        Over the hundreds of batches of a long document, differently sized buffers allocated per
+        batch fragment glibc's heap, so resident memory would grow with the number of batches."""
         outer = self._workspace
         if outer is None:
-            self._workspace = {}
+            self._workspace, self._workspace_rows = {}, int(max_rows)
         try:
             yield
         finally:
@@ -151,16 +153,15 @@ class GLiNERModel(nn.Module):
                 self._workspace = None
 
     def _buffer(self, name: str, rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:
-        """An uninitialised [rows, cols] tensor like ``like``: from the workspace when one is open (capacity
-        rounded up to a power of two of rows, so it grows only a few times), else newly allocated."""
+        """An uninitialised [rows, cols] tensor like ``like``: a view of the workspace's buffer when one
+        is open (allocated for ``max_rows`` rows, or more if a batch needs it), else a new tensor."""
         ws = self._workspace
         if ws is None or torch.is_grad_enabled():
             return like.new_empty(rows, cols)
         buf = ws.get(name)
         if buf is None or buf.numel() < rows * cols or buf.dtype != like.dtype or buf.device != like.device:
-            capacity = 1 << max(0, rows - 1).bit_length()
             ws[name] = buf = None  # free the old buffer first
-            buf = ws[name] = like.new_empty(capacity * cols)
+            buf = ws[name] = like.new_empty(max(rows, self._workspace_rows) * cols)
         return buf[: rows * cols].view(rows, cols)
 
     # ----------------------------------------------------------------------------------------
