@@ -426,6 +426,12 @@ class Predictor:
             batches.append(current)
         return batches
 
+    @staticmethod
+    def _max_rows(batches: List[List[_Task]], windows: List[List[Window]]) -> int:
+        """The largest rows x words (the model's B * W) over the batches."""
+        words = lambda t: windows[t.text][t.window].end - windows[t.text][t.window].start  # noqa: E731
+        return max((len(b) * max(map(words, b)) for b in batches), default=0)
+
     # ------------------------------------------------------------------ running
     def __call__(
         self,
@@ -469,9 +475,7 @@ class Predictor:
             # texts do neither: their heap does not grow, and the page faults after a trim cost 4-7%.
             long_run = len(batches) > 1 and any(len(w) > 1 for w in windows)
             tame_heap = long_run and self.gliner.device.type == "cpu" and glibc_malloc()
-            words = lambda t: windows[t.text][t.window].end - windows[t.text][t.window].start  # noqa: E731
-            max_rows = max(len(b) * max(map(words, b)) for b in batches) if tame_heap else 0
-            with model.reusing_buffers(max_rows) if tame_heap else contextlib.nullcontext():
+            with model.reusing_buffers(self._max_rows(batches, windows)) if tame_heap else contextlib.nullcontext():
                 start = last_log = time.perf_counter()
                 rows = 0
                 for i, batch in enumerate(batches, 1):

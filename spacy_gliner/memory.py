@@ -20,6 +20,7 @@ _trim: Optional[Callable[[int], int]] = None
 _loaded = False
 _after_last_trim: Optional[float] = None
 _glibc_malloc: Optional[bool] = None
+_libc: Optional[ctypes.CDLL] = None
 
 
 def glibc_malloc() -> bool:
@@ -27,23 +28,21 @@ def glibc_malloc() -> bool:
     (jemalloc, tcmalloc) preloaded in front of it. The heap workarounds are for glibc's only."""
     global _glibc_malloc
     if _glibc_malloc is None:
-        try:
-            own = ctypes.CDLL("libc.so.6")
-            process = ctypes.CDLL(None)  # the symbols the process resolves: a preloaded malloc comes first
+        _glibc_malloc = False
+        if _malloc_trim() is not None and _libc is not None:
             address = lambda lib: ctypes.cast(lib.malloc, ctypes.c_void_p).value  # noqa: E731
-            _glibc_malloc = hasattr(own, "malloc_trim") and address(own) == address(process)
-        except (OSError, AttributeError):  # not glibc (macOS, Windows, musl)
-            _glibc_malloc = False
+            # The process resolves symbols through its global scope, where a preloaded malloc comes first.
+            _glibc_malloc = address(_libc) == address(ctypes.CDLL(None))
     return _glibc_malloc
 
 
 def _malloc_trim() -> Optional[Callable[[int], int]]:
-    global _trim, _loaded
+    global _trim, _loaded, _libc
     if not _loaded:
         _loaded = True
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            _trim = libc.malloc_trim
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _trim = _libc.malloc_trim
         except (OSError, AttributeError):  # not glibc (macOS, Windows, musl)
             _trim = None
     return _trim

@@ -1,4 +1,5 @@
-"""When freed heap memory is handed back to the OS: on growth only, and for long documents only."""
+"""Long documents under glibc's malloc: freed heap pages go back to the OS (on growth only) and the
+span head reuses its buffers from batch to batch; neither for short texts or other allocators."""
 from __future__ import annotations
 
 import contextlib
@@ -73,7 +74,6 @@ def test_predictor_trims_for_long_documents_under_glibc_only(default_checkpoint,
         texts.append(_words(3 * predictor.window_words, seed=99))  # several windows
     predictor(texts, LabelSet.from_labels(["person", "location"]), thresholds=0.5)
     assert (len(calls) > 0) == bool(expected)
-
 
 
 def test_long_documents_reuse_the_span_term_buffers(default_checkpoint, monkeypatch):

@@ -150,7 +150,7 @@ class GLiNERModel(nn.Module):
             yield
         finally:
             if outer is None:
-                self._workspace = None
+                self._workspace, self._workspace_rows = None, 0
 
     def _buffer(self, name: str, rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:
         """An uninitialised [rows, cols] tensor like ``like``: a view of the workspace's buffer when one
