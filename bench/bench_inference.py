@@ -522,7 +522,7 @@ def memory_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
         del rec
     # (2) the pipeline (sentencizer + gliner) over a Doc that already exists: the component's own memory.
     doc = nlp.make_doc(text)
-    with PeakMemory() as mem:
+    with PeakMemory() as mem, LivePeak(nlp.get_pipe("gliner").gliner.model) as live:
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t0 = time.perf_counter()
         for _, proc in nlp.pipeline:
@@ -533,10 +533,8 @@ def memory_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
         "words": words, "seconds": dt, "words_per_s": words / dt, "peak_mib": mem.peak,
         "peak_mib_with_doc": whole.peak, "pipeline_seconds": dt_pipe, "loaded_rss_mib": loaded,
         "windows": doc._.gliner_windows, "label_groups": doc._.gliner_label_groups, "entities": len(doc.ents),
-        "minor_page_faults": faults,
+        "minor_page_faults": faults, "live_peak_mib": live.peak,
     }
-    if "text" not in spec:
-        out["live_peak_mib"] = live_peak(nlp, text)
     if spec.get("check_all_labels"):
         pipe = nlp.get_pipe("gliner")
         doc_words = [t.text for t in doc if not t.is_space]
@@ -545,42 +543,44 @@ def memory_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def live_peak(nlp, text: str) -> Optional[float]:
+class LivePeak:
     """Peak live heap memory in MiB (glibc's ``mallinfo2``: bytes in use plus mmapped chunks) above its
-    level at the start, over the pipeline on a new Doc, sampled after every module's forward pass.
-    Unlike RSS it leaves out freed memory the allocator keeps; None unless glibc's malloc allocates."""
-    from spacy_gliner.memory import glibc_malloc
+    level at entry, sampled after every forward pass of ``model``'s modules. Unlike RSS it leaves out
+    freed memory the allocator keeps. ``peak`` is None unless glibc's malloc allocates."""
 
-    libc = ctypes.CDLL("libc.so.6")
-    if not glibc_malloc() or not hasattr(libc, "mallinfo2"):
-        return None
+    def __init__(self, model) -> None:
+        self.model = model
+        self.peak: Optional[float] = None
 
-    class MallInfo2(ctypes.Structure):
-        _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+    def __enter__(self) -> "LivePeak":
+        from spacy_gliner.memory import glibc_malloc
 
-    libc.mallinfo2.restype = MallInfo2
+        self.handles: List[Any] = []
+        libc = ctypes.CDLL("libc.so.6") if glibc_malloc() else None
+        if libc is None or not hasattr(libc, "mallinfo2"):
+            return self
 
-    def live() -> int:
-        info = libc.mallinfo2()
+        class MallInfo2(ctypes.Structure):
+            _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+        libc.mallinfo2.restype = MallInfo2
+        self._mallinfo = libc.mallinfo2
+        self.start = self.high = self._live()
+        self.handles = [m.register_forward_hook(self._sample) for m in self.model.modules()]
+        return self
+
+    def _live(self) -> int:
+        info = self._mallinfo()
         return info.uordblks + info.hblkhd
 
-    peak = [0]
+    def _sample(self, *_: Any) -> None:
+        self.high = max(self.high, self._live())
 
-    def sample(*_: Any) -> None:
-        peak[0] = max(peak[0], live())
-
-    model = nlp.get_pipe("gliner").gliner.model
-    handles = [m.register_forward_hook(sample) for m in model.modules()]
-    doc = nlp.make_doc(text)
-    _trim()
-    start = peak[0] = live()
-    try:
-        for _, proc in nlp.pipeline:
-            doc = proc(doc)
-    finally:
-        for h in handles:
+    def __exit__(self, *exc) -> None:
+        for h in self.handles:
             h.remove()
-    return (peak[0] - start) / 2**20
+        if self.handles:
+            self.peak = (self.high - self.start) / 2**20
 
 
 JEMALLOC = [p for p in ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
@@ -817,13 +817,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                 print(f"[{alloc}] {r['words']:>8,} words: {r['seconds']:7.1f} s, {r['words_per_s']:,.0f} words/s, "
                       f"{r['windows']} windows, peak +{r['peak_mib']:.0f} MiB above the loaded model running the "
                       f"pipeline on the Doc (+{r['peak_mib_with_doc']:.0f} MiB for nlp(text), Doc creation included; "
-                      f"loaded model {r['loaded_rss_mib']:.0f} MiB)", flush=True)
+                      f"loaded model {r['loaded_rss_mib']:.0f} MiB; {r['minor_page_faults']:,} minor page faults)", flush=True)
             if small.get("live_peak_mib") and big.get("live_peak_mib"):
                 entry["live_memory_ratio"] = big["live_peak_mib"] / small["live_peak_mib"]
                 print(f"[{alloc}] live heap memory (malloc'd, in use; sampled after every module): peak "
                       f"+{small['live_peak_mib']:.0f} / +{big['live_peak_mib']:.0f} MiB, ratio "
-                      f"{entry['live_memory_ratio']:.2f}x; minor page faults {small['minor_page_faults']:,} / "
-                      f"{big['minor_page_faults']:,}", flush=True)
+                      f"{entry['live_memory_ratio']:.2f}x", flush=True)
             entry["memory_ratio"] = big["peak_mib"] / small["peak_mib"]
             entry["memory_ratio_with_doc"] = big["peak_mib_with_doc"] / small["peak_mib_with_doc"]
             entry["time_per_word_ratio"] = (big["seconds"] / big["words"]) / (small["seconds"] / small["words"])
