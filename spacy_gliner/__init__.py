@@ -3,23 +3,24 @@
 ``import spacy_gliner`` is light: the torch model and the spaCy component load on first use
 (the ``gliner`` factory is found by spaCy through the package's entry points).
 """
+
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["GLiNER", "GLiNERConfig", "GLiNERPipe", "__version__"]
+__all__ = ["GLiNER", "GLiNERConfig", "GLiNERPipe", "__version__", "read_config"]
+
+_LAZY = {
+    "GLiNER": ("gliner", "GLiNER"),
+    "GLiNERConfig": ("model.config", "GLiNERConfig"),
+    "GLiNERPipe": ("component.pipe", "GLiNERPipe"),
+    "read_config": ("io.hub", "read_config"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "GLiNER":
-        from .gliner import GLiNER
+    if name not in _LAZY:
+        raise AttributeError(f"module 'spacy_gliner' has no attribute {name!r}")
+    import importlib
 
-        return GLiNER
-    if name == "GLiNERConfig":
-        from .config import GLiNERConfig
-
-        return GLiNERConfig
-    if name == "GLiNERPipe":
-        from .pipeline import GLiNERPipe
-
-        return GLiNERPipe
-    raise AttributeError(f"module 'spacy_gliner' has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    return getattr(importlib.import_module(f".{module}", __name__), attr)

@@ -5,12 +5,14 @@
 Raw labels are mapped to prompt names with the dataset's ``meta.json`` (``prompt_labels``), so the
 model reads natural-language labels ("programlang" -> "programming language").
 """
+
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, Optional
+from typing import Optional
 
 import srsly
 from spacy.tokens import Doc, DocBin, Span
@@ -20,7 +22,7 @@ from spacy.vocab import Vocab
 def read_jsonl_docs(
     path: Path,
     vocab: Vocab,
-    label_map: Optional[Dict[str, str]] = None,
+    label_map: Optional[dict[str, str]] = None,
     *,
     nested: bool = False,
     spans_key: str = "sc",
@@ -38,10 +40,16 @@ def read_jsonl_docs(
         spans = []
         for item in record.get("spans", []):
             if not (isinstance(item, (list, tuple)) and len(item) == 3):
-                raise ValueError(f"{where}: each span must be [start, end_inclusive, label], got {item!r}.")
+                raise ValueError(
+                    f"{where}: each span must be [start, end_inclusive, label], got {item!r}."
+                )
             start, end, label = item
-            if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end < len(tokens)):
-                raise ValueError(f"{where}: span {item!r} is out of bounds for {len(tokens)} tokens.")
+            if not (
+                isinstance(start, int) and isinstance(end, int) and 0 <= start <= end < len(tokens)
+            ):
+                raise ValueError(
+                    f"{where}: span {item!r} is out of bounds for {len(tokens)} tokens."
+                )
             label = label_map.get(label, label) if label_map else label
             spans.append(Span(doc, start, end + 1, label=label))
         if nested:
@@ -63,7 +71,7 @@ def _flat(span: Span, spans: Iterable[Span]) -> bool:
     return all(o is span or o.end <= span.start or o.start >= span.end for o in spans)
 
 
-def prompt_labels(meta_path: Optional[Path]) -> Dict[str, str]:
+def prompt_labels(meta_path: Optional[Path]) -> dict[str, str]:
     if meta_path is None or not Path(meta_path).exists():
         return {}
     meta = json.loads(Path(meta_path).read_text())
@@ -71,13 +79,20 @@ def prompt_labels(meta_path: Optional[Path]) -> Dict[str, str]:
 
 
 def convert(
-    input_path: Path, output_path: Path, meta_path: Optional[Path] = None, *, limit: int = 0, nested: bool = False
+    input_path: Path,
+    output_path: Path,
+    meta_path: Optional[Path] = None,
+    *,
+    limit: int = 0,
+    nested: bool = False,
 ) -> int:
     """Write a DocBin; returns the number of docs. Raises ``ValueError`` on bad or empty input."""
     vocab = Vocab()
     docbin = DocBin(store_user_data=False)
     count = 0
-    for doc in read_jsonl_docs(Path(input_path), vocab, prompt_labels(meta_path), nested=nested, limit=limit):
+    for doc in read_jsonl_docs(
+        Path(input_path), vocab, prompt_labels(meta_path), nested=nested, limit=limit
+    ):
         docbin.add(doc)
         count += 1
     if count == 0:
@@ -88,12 +103,23 @@ def convert(
 
 
 def main(argv: Optional[list] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("input", type=Path)
     parser.add_argument("output", type=Path)
-    parser.add_argument("--meta", type=Path, default=None, help="meta.json with prompt_labels (default: next to input)")
-    parser.add_argument("--limit", type=int, default=0, help="convert at most N documents (0 = all)")
-    parser.add_argument("--nested", action="store_true", help="keep overlapping spans in doc.spans['sc']")
+    parser.add_argument(
+        "--meta",
+        type=Path,
+        default=None,
+        help="meta.json with prompt_labels (default: next to input)",
+    )
+    parser.add_argument(
+        "--limit", type=int, default=0, help="convert at most N documents (0 = all)"
+    )
+    parser.add_argument(
+        "--nested", action="store_true", help="keep overlapping spans in doc.spans['sc']"
+    )
     args = parser.parse_args(argv)
     meta = args.meta if args.meta is not None else args.input.parent / "meta.json"
     n = convert(args.input, args.output, meta, limit=args.limit, nested=args.nested)

@@ -1,15 +1,15 @@
 """Session fixtures: tiny encoders and reference (gliner==0.2.29) checkpoints, each built once."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any
 
 import pytest
 import torch
-
 from helpers import write_bert_encoder, write_deberta_encoder, write_reference_checkpoint
-
 
 # The models here are tiny: intra-op threads only add synchronisation cost (10x slower on a busy
 # 2-core machine), and one thread keeps float results independent of the core count.
@@ -40,32 +40,60 @@ def write_deberta_spm_encoder(directory: Path, hidden: int = 32, seed: int = 0) 
     import random
 
     import sentencepiece as spm
-    from transformers import DebertaV2Config, DebertaV2Model, DebertaV2TokenizerFast
-
     from helpers import WORDS
+    from transformers import DebertaV2Config, DebertaV2Model, DebertaV2TokenizerFast
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    vocab = list(WORDS) + [w.capitalize() for w in WORDS] + ["1999", "2009", "e-mail", "Dr", ",", ".", "!", "?"]
+    vocab = (
+        list(WORDS)
+        + [w.capitalize() for w in WORDS]
+        + ["1999", "2009", "e-mail", "Dr", ",", ".", "!", "?"]
+    )
     corpus = directory / "corpus.txt"
-    corpus.write_text("\n".join(" ".join(rng.choice(vocab) for _ in range(12)) for _ in range(1500)))
+    corpus.write_text(
+        "\n".join(" ".join(rng.choice(vocab) for _ in range(12)) for _ in range(1500))
+    )
     spm.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(directory / "spm"), vocab_size=200, model_type="unigram",
-        character_coverage=1.0, pad_id=0, unk_id=1, bos_id=2, eos_id=3,
-        user_defined_symbols=["[CLS]", "[SEP]", "[MASK]"], minloglevel=2,
+        input=str(corpus),
+        model_prefix=str(directory / "spm"),
+        vocab_size=200,
+        model_type="unigram",
+        character_coverage=1.0,
+        pad_id=0,
+        unk_id=1,
+        bos_id=2,
+        eos_id=3,
+        user_defined_symbols=["[CLS]", "[SEP]", "[MASK]"],
+        minloglevel=2,
     )
     corpus.unlink()
-    tok = DebertaV2TokenizerFast(
-        vocab_file=str(directory / "spm.model"), bos_token="[CLS]", eos_token="[SEP]", cls_token="[CLS]",
-        sep_token="[SEP]", pad_token="<pad>", unk_token="<unk>", mask_token="[MASK]",
+    # Reads spm.model from the directory (the constructor takes vocab_file in 4.x, vocab in 5.x).
+    tok = DebertaV2TokenizerFast.from_pretrained(
+        str(directory),
+        bos_token="[CLS]",
+        eos_token="[SEP]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="[MASK]",
     )
     tok.save_pretrained(str(directory))
     torch.manual_seed(seed)
     config = DebertaV2Config(
-        vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=hidden * 2, max_position_embeddings=512, relative_attention=True,
-        pos_att_type=["p2c", "c2p"], position_buckets=32, max_relative_positions=64, pad_token_id=0,
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=512,
+        relative_attention=True,
+        pos_att_type=["p2c", "c2p"],
+        position_buckets=32,
+        max_relative_positions=64,
+        pad_token_id=0,
     )
     DebertaV2Model(config).save_pretrained(str(directory))
     return directory
@@ -77,12 +105,14 @@ def deberta_spm_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def reference_checkpoint(tmp_path_factory, bert_dir, labels_bert_dir, deberta_dir, deberta_spm_dir) -> Callable[..., Path]:
+def reference_checkpoint(
+    tmp_path_factory, bert_dir, labels_bert_dir, deberta_dir, deberta_spm_dir
+) -> Callable[..., Path]:
     """``reference_checkpoint(encoder="bert", **gliner_config)``: a checkpoint saved by the reference
     package, built once per distinct configuration for the whole session."""
     pytest.importorskip("gliner")
     encoders = {"bert": bert_dir, "deberta": deberta_dir, "deberta_spm": deberta_spm_dir}
-    cache: Dict[str, Path] = {}
+    cache: dict[str, Path] = {}
 
     def build(encoder: str = "bert", seed: int = 0, **config: Any) -> Path:
         if config.get("labels_encoder") == "labels_bert":

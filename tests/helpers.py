@@ -1,20 +1,17 @@
 """Tiny random encoders and reference checkpoints, built offline (reference doc, section 8)."""
+
 from __future__ import annotations
 
 import string
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any
 
-WORDS = (
-    "the a an of in on at to for and or is was were be born died city country president company "
-    "barack obama hawaii paris france london google apple microsoft new york john smith mary river "
-    "university house visited founded works lives capital state river team player won cup game film "
-    "song band music album book author wrote novel king queen war army doctor disease cancer drug "
-    "person location organization date time money event product"
-).split()
+WORDS = ["the", "a", "an", "of", "in", "on", "at", "to", "for", "and", "or", "is", "was", "were", "be", "born", "died", "city", "country", "president", "company", "barack", "obama", "hawaii", "paris", "france", "london", "google", "apple", "microsoft", "new", "york", "john", "smith", "mary", "river", "university", "house", "visited", "founded", "works", "lives", "capital", "state", "river", "team", "player", "won", "cup", "game", "film", "song", "band", "music", "album", "book", "author", "wrote", "novel", "king", "queen", "war", "army", "doctor", "disease", "cancer", "drug", "person", "location", "organization", "date", "time", "money", "event", "product"]
 
 
-def write_bert_encoder(directory: Path, hidden: int = 32, layers: int = 2, heads: int = 2, seed: int = 0) -> Path:
+def write_bert_encoder(
+    directory: Path, hidden: int = 32, layers: int = 2, heads: int = 2, seed: int = 0
+) -> Path:
     """A random BERT with a WordPiece vocab of ~150 tokens, saved as a Hugging Face directory."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
@@ -28,11 +25,17 @@ def write_bert_encoder(directory: Path, hidden: int = 32, layers: int = 2, heads
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
     torch.manual_seed(seed)
     config = BertConfig(
-        vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        intermediate_size=hidden * 2, max_position_embeddings=512,
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=512,
     )
     BertModel(config).save_pretrained(directory)
-    BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), model_max_length=512).save_pretrained(directory)
+    # From the vocab file in the directory: the constructor's argument is ``vocab_file`` in
+    # transformers 4 and ``vocab`` in 5, ``from_pretrained`` reads the file in both.
+    BertTokenizerFast.from_pretrained(str(directory), model_max_length=512).save_pretrained(directory)
     return directory
 
 
@@ -49,24 +52,35 @@ def write_deberta_encoder(directory: Path, hidden: int = 32, seed: int = 0) -> P
     tok = BertTokenizerFast.from_pretrained(str(directory))
     torch.manual_seed(seed)
     config = DebertaV2Config(
-        vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=hidden * 2, max_position_embeddings=512, relative_attention=True,
-        pos_att_type=["p2c", "c2p"], position_buckets=32, max_relative_positions=64,
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=512,
+        relative_attention=True,
+        pos_att_type=["p2c", "c2p"],
+        position_buckets=32,
+        max_relative_positions=64,
     )
     DebertaV2Model(config).save_pretrained(directory)
     return directory
 
 
-def write_reference_checkpoint(encoder_dir: Path, out_dir: Path, seed: int = 0, **config: Any) -> Path:
+def write_reference_checkpoint(
+    encoder_dir: Path, out_dir: Path, seed: int = 0, **config: Any
+) -> Path:
     """Create a GLiNER model with the reference package and save it (random heads)."""
     import torch
     from gliner import GLiNER as RefGLiNER
     from gliner import GLiNERConfig as RefConfig
 
     torch.manual_seed(seed)
-    settings: Dict[str, Any] = {"hidden_size": 32, "max_width": 4, "dropout": 0.0}
+    settings: dict[str, Any] = {"hidden_size": 32, "max_width": 4, "dropout": 0.0}
     settings.update(config)
-    model = RefGLiNER.from_config(RefConfig(model_name=str(encoder_dir), **settings), backbone_from_pretrained=True)
+    model = RefGLiNER.from_config(
+        RefConfig(model_name=str(encoder_dir), **settings), backbone_from_pretrained=True
+    )
     _perturb_heads(model.model, seed)
     model.save_pretrained(str(out_dir))
     return Path(out_dir)

@@ -1,29 +1,30 @@
 """Batching must not change results: encoder inputs, decoding, batch composition, pipe, n_process."""
+
 from __future__ import annotations
 
 import pickle
 import random
-from typing import List
 
 import numpy as np
 import pytest
 import torch
-
 from helpers import WORDS
+
 from spacy_gliner import GLiNER
-from spacy_gliner.inference import LabelSet, Predictor, WordsResult, decode_arrays
-from spacy_gliner.modeling.decoding import Candidate, greedy_select
+from spacy_gliner.engine import Engine, EngineOptions, LabelSet, WordsResult
+from spacy_gliner.engine.decode import decode_arrays
+from spacy_gliner.engine.decode import Candidate, greedy_select
 
 LABELS = ["person", "location", "organization"]
 TOL = 1e-5
 
 
-def _words(n: int, seed: int) -> List[str]:
+def _words(n: int, seed: int) -> list[str]:
     rng = random.Random(seed)
     return [rng.choice(WORDS + [".", ",", "Paris", "OBAMA", "e-mail"]) for _ in range(n)]
 
 
-def _texts() -> List[List[str]]:
+def _texts() -> list[list[str]]:
     lengths = [1, 3, 7, 12, 2, 25, 40, 5, 9, 60, 17, 800, 4, 33, 1200, 11]
     return [_words(n, seed=i) for i, n in enumerate(lengths)]
 
@@ -53,32 +54,45 @@ def _assert_same(a: WordsResult, b: WordsResult) -> None:
 # ------------------------------------------------------------------------------------ encoder inputs
 @pytest.mark.parametrize(
     "settings",
-    [{}, {"subtoken_pooling": "last"}, {"subtoken_pooling": "mean"}, {"encoder": "deberta"}, {"labels_encoder": "labels_bert"}],
+    [
+        {},
+        {"subtoken_pooling": "last"},
+        {"subtoken_pooling": "mean"},
+        {"encoder": "deberta"},
+        {"labels_encoder": "labels_bert"},
+    ],
     ids=["first", "last", "mean", "deberta", "bi_encoder"],
 )
 def test_inputs_from_cached_ids_equal_the_tokenizer(reference_checkpoint, settings):
     """Windows are assembled from per-word ids tokenized once; the result is what tokenizing the
     window's words with the prompt would give (including words with zero sub-tokens)."""
+    from spacy_gliner.io.tokenizers import Row
+
     model = GLiNER.from_pretrained(reference_checkpoint(**settings))
-    predictor = Predictor(model)
-    assert predictor._fast_inputs
     labels = LabelSet.from_labels({"PER": "person", "ORG": "sports team", "X": "e-mail address"})
     texts = [_words(50, seed=1), ["obama", "\u0301", "was", "born"], _words(3, seed=2)]
-    tokens = predictor._tokenize(texts)
-    plan = predictor._label_plan(labels)
-    rows = [(tokens[0], 10, 37, 0), (tokens[1], 0, 4, 0), (tokens[2], 1, 3, 0), (tokens[0], 0, 50, 0)]
-    inputs, cut = predictor._assemble(rows, plan)
+    tokens = model.prompts.tokenize_words(texts)
+    (prompt,) = model.prompts.prompt_ids([list(labels.prompts)])
+    rows = [
+        Row(tokens[0], 10, 37, prompt),
+        Row(tokens[1], 0, 4, prompt),
+        Row(tokens[2], 1, 3, prompt),
+        Row(tokens[0], 0, 50, prompt),
+    ]
+    inputs, cut = model.prompts.assemble(rows, 512)
     expected = model.prompts.encode(
         [texts[0][10:37], texts[1], texts[2][1:3], texts[0]], [list(labels.prompts)] * 4
     )
-    assert cut == 0
+    assert cut == [0, 0, 0, 0]
     for key in ("input_ids", "attention_mask", "words_mask", "text_lengths"):
         assert torch.equal(inputs[key], expected[key]), key
 
 
 # ------------------------------------------------------------------------------------ decoding
 @pytest.mark.parametrize("seed", range(8))
-@pytest.mark.parametrize("flat_ner,multi_label", [(True, False), (True, True), (False, False), (False, True)])
+@pytest.mark.parametrize(
+    "flat_ner,multi_label", [(True, False), (True, True), (False, False), (False, True)]
+)
 def test_array_decoding_equals_greedy_select(seed, flat_ner, multi_label):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 400))
@@ -92,7 +106,12 @@ def test_array_decoding_equals_greedy_select(seed, flat_ner, multi_label):
     keys = sorted(cells)
     s, e, l = (np.array(x, dtype=np.int64) for x in zip(*keys))
     p = np.array([cells[k] for k in keys], dtype=np.float32)
-    expected = [tuple(c) for c in greedy_select([Candidate(*k, float(cells[k])) for k in keys], flat_ner, multi_label)]
+    expected = [
+        tuple(c)
+        for c in greedy_select(
+            [Candidate(*k, float(cells[k])) for k in keys], flat_ner, multi_label
+        )
+    ]
     assert decode_arrays(s, e, l, p, flat_ner, multi_label) == expected
 
 
@@ -109,9 +128,13 @@ def test_words_result_from_candidates_and_cached_decode():
 def test_batch_composition_does_not_change_scores(ours):
     texts = _texts()
     labels = LabelSet.from_labels(LABELS)
-    one = Predictor(ours, batch_size=1)(texts, labels, thresholds=0.0)
-    for kwargs in ({"batch_size": 16}, {"batch_size": 5, "max_batch_tokens": 700}, {"batch_size": 64}):
-        other = Predictor(ours, **kwargs)(texts, labels, thresholds=0.0)
+    one = Engine(ours, EngineOptions(batch_size=1))(texts, labels, thresholds=0.0)
+    for kwargs in (
+        {"batch_size": 16},
+        {"batch_size": 5, "max_batch_tokens": 700},
+        {"batch_size": 64},
+    ):
+        other = Engine(ours, EngineOptions(**kwargs))(texts, labels, thresholds=0.0)
         for a, b in zip(one, other):
             _assert_same(a, b)
 
@@ -120,10 +143,11 @@ def test_batches_respect_row_and_token_limits(ours):
     shapes = []
     encoder = ours.model.token_rep_layer.bert_layer.model
     hook = encoder.register_forward_pre_hook(
-        lambda m, args, kw: shapes.append(tuple((args[0] if args else kw["input_ids"]).shape)), with_kwargs=True
+        lambda m, args, kw: shapes.append(tuple((args[0] if args else kw["input_ids"]).shape)),
+        with_kwargs=True,
     )
     try:
-        predictor = Predictor(ours, batch_size=6, max_batch_tokens=1500)
+        predictor = Engine(ours, EngineOptions(batch_size=6, max_batch_tokens=1500))
         predictor(_texts(), LabelSet.from_labels(LABELS), thresholds=0.5)
     finally:
         hook.remove()
@@ -138,7 +162,7 @@ def test_batches_respect_row_and_token_limits(ours):
 def test_per_label_thresholds_and_empty_texts(ours):
     labels = LabelSet.from_labels(LABELS)
     texts = [[], _words(20, seed=3), []]
-    predictor = Predictor(ours)
+    predictor = Engine(ours)
     base = predictor(texts, labels, thresholds=0.0)
     assert base[0].num_windows == 0 and len(base[0]) == 0 and base[0].decode() == []
     cut = float(np.median(base[1].scores))
@@ -152,10 +176,10 @@ def test_per_label_thresholds_and_empty_texts(ours):
 def test_training_mode_is_restored_and_ignored(ours):
     texts = _texts()[:5]
     labels = LabelSet.from_labels(LABELS)
-    eval_result = Predictor(ours)(texts, labels, thresholds=0.0)
+    eval_result = Engine(ours)(texts, labels, thresholds=0.0)
     ours.model.train()
     try:
-        train_result = Predictor(ours)(texts, labels, thresholds=0.0)
+        train_result = Engine(ours)(texts, labels, thresholds=0.0)
         assert ours.model.training
     finally:
         ours.model.eval()
@@ -169,13 +193,18 @@ def _nlp(checkpoint, threshold: float, **config):
 
     nlp = spacy.blank("en")
     nlp.add_pipe("sentencizer")
-    nlp.add_pipe("gliner", config={"model": str(checkpoint), "labels": LABELS, "threshold": threshold, **config})
+    nlp.add_pipe(
+        "gliner",
+        config={"model": str(checkpoint), "labels": LABELS, "threshold": threshold, **config},
+    )
     return nlp
 
 
-def _doc_texts() -> List[str]:
+def _doc_texts() -> list[str]:
     texts = [" ".join(w) for w in _texts()]
-    texts.append(" . ".join(" ".join(_words(15, seed=100 + i)) for i in range(60)))  # ~960 words, 60 sentences
+    texts.append(
+        " . ".join(" ".join(_words(15, seed=100 + i)) for i in range(60))
+    )  # ~960 words, 60 sentences
     texts.append("")
     return texts
 
@@ -193,7 +222,7 @@ def _spans(doc):
 @pytest.fixture(scope="module")
 def component_threshold(ours):
     texts = [t.split() for t in _doc_texts()]
-    results = Predictor(ours)(texts, LabelSet.from_labels(LABELS), thresholds=0.0)
+    results = Engine(ours)(texts, LabelSet.from_labels(LABELS), thresholds=0.0)
     return _gap_threshold(np.concatenate([r.scores for r in results]), 0.97)
 
 
@@ -231,8 +260,8 @@ def test_component_pickles(default_checkpoint, component_threshold):
     doc = clone(nlp.make_doc(text))
     assert [(s.start, s.end, s.label_) for s in doc.spans["sc"]] == before[0]
     np.testing.assert_allclose(list(doc.spans["sc"].attrs["scores"]), before[1], atol=TOL, rtol=0)
-    predictor = pickle.loads(pickle.dumps(Predictor(GLiNER.from_pretrained(default_checkpoint))))
-    assert predictor._fast_inputs
+    gliner = pickle.loads(pickle.dumps(GLiNER.from_pretrained(default_checkpoint)))
+    assert gliner.predict_entities(text, ["person"], threshold=0.0)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16])
@@ -240,23 +269,11 @@ def test_reduced_precision_runs(ours, dtype):
     """bfloat16 runs on CPU too, close to float32 (float16 is GPU-only: test_bad_input, test_gpu)."""
     texts = _texts()[:6]
     labels = LabelSet.from_labels(LABELS)
-    full = Predictor(ours)(texts, labels, thresholds=0.0)
-    low = Predictor(ours, dtype=dtype)(texts, labels, thresholds=0.0)
+    full = Engine(ours)(texts, labels, thresholds=0.0)
+    low = Engine(ours, EngineOptions(dtype=dtype))(texts, labels, thresholds=0.0)
     for a, b in zip(full, low):
         assert np.array_equal(a.starts, b.starts) and np.array_equal(a.labels, b.labels)
         assert np.abs(a.scores - b.scores).max() < 0.05
-
-
-def test_fallback_tokenizing_every_batch_gives_the_same_results(ours):
-    """Tokenizers whose per-word ids depend on context fall back to tokenizing each batch."""
-    texts = _texts()
-    labels = LabelSet.from_labels(LABELS)
-    fast = Predictor(ours, batch_size=4)(texts, labels, thresholds=0.0)
-    slow_predictor = Predictor(ours, batch_size=4)
-    slow_predictor._fast_inputs = False
-    slow = slow_predictor(texts, labels, thresholds=0.0)
-    for a, b in zip(fast, slow):
-        _assert_same(a, b)
 
 
 def test_long_calls_log_progress(ours, monkeypatch, caplog):
@@ -264,10 +281,10 @@ def test_long_calls_log_progress(ours, monkeypatch, caplog):
     DEBUG summary."""
     import logging
 
-    from spacy_gliner import inference
+    from spacy_gliner.engine import engine as engine_module
 
-    monkeypatch.setattr(inference, "PROGRESS_SECONDS", 0.0)
-    predictor = Predictor(ours, batch_size=2)
+    monkeypatch.setattr(engine_module, "PROGRESS_SECONDS", 0.0)
+    predictor = Engine(ours, EngineOptions(batch_size=2))
     texts = [_words(12, seed=i) for i in range(5)]  # five tasks in three batches
     with caplog.at_level(logging.DEBUG, logger="spacy_gliner"):
         predictor(texts, LabelSet.from_labels(["person", "location"]), thresholds=0.5)

@@ -1,43 +1,59 @@
 """On a CUDA GPU: the CPU's results in float32, float16 / bfloat16 close to them, training steps.
 
 Skipped where no CUDA GPU is visible (CI)."""
+
 from __future__ import annotations
 
 import random
-from typing import List
 
 import numpy as np
 import pytest
 import spacy
 import torch
-
 from helpers import WORDS, first_and_last_loss, make_examples, write_bert_encoder
+
 from spacy_gliner import GLiNER
-from spacy_gliner.inference import LabelSet, Predictor
+from spacy_gliner.engine import Engine, EngineOptions, LabelSet
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 LABELS = ["person", "location", "organization"]
 
 
-def _texts() -> List[List[str]]:
+def _texts() -> list[list[str]]:
     rng = random.Random(0)
-    return [[rng.choice(WORDS) for _ in range(n)] for n in (3, 12, 40, 7, 1200, 25)]  # one long, windowed text
+    return [
+        [rng.choice(WORDS) for _ in range(n)] for n in (3, 12, 40, 7, 1200, 25)
+    ]  # one long, windowed text
 
 
 def _cells(result):
-    return {(s, e, l): p for s, e, l, p in zip(result.starts.tolist(), result.ends.tolist(), result.labels.tolist(), result.scores.tolist())}
+    return {
+        (s, e, l): p
+        for s, e, l, p in zip(
+            result.starts.tolist(),
+            result.ends.tolist(),
+            result.labels.tolist(),
+            result.scores.tolist(),
+        )
+    }
 
 
 @pytest.fixture(scope="module")
 def cpu_results(default_checkpoint):
-    return Predictor(GLiNER.from_pretrained(default_checkpoint))(_texts(), LabelSet.from_labels(LABELS), thresholds=0.0)
+    return Engine(GLiNER.from_pretrained(default_checkpoint))(
+        _texts(), LabelSet.from_labels(LABELS), thresholds=0.0
+    )
 
 
-@pytest.mark.parametrize("dtype, tol", [(None, 1e-4), (torch.float16, 5e-3), (torch.bfloat16, 3e-2)], ids=["fp32", "fp16", "bf16"])
+@pytest.mark.parametrize(
+    "dtype, tol",
+    [(None, 1e-4), (torch.float16, 5e-3), (torch.bfloat16, 3e-2)],
+    ids=["fp32", "fp16", "bf16"],
+)
 def test_gpu_scores_match_cpu(default_checkpoint, cpu_results, dtype, tol):
     gliner = GLiNER.from_pretrained(default_checkpoint).to("cuda")
-    results = Predictor(gliner, dtype=dtype)(_texts(), LabelSet.from_labels(LABELS), thresholds=0.0)
+    results = Engine(gliner, EngineOptions(dtype=dtype))(_texts(), LabelSet.from_labels(LABELS), thresholds=0.0)
     for cpu, gpu in zip(cpu_results, results):
         assert gpu.num_windows == cpu.num_windows
         a, b = _cells(cpu), _cells(gpu)
@@ -57,7 +73,15 @@ def test_pipeline_on_gpu_gives_the_cpu_entities(default_checkpoint, cpu_results)
     out = {}
     for device in ("cpu", "cuda"):
         nlp = spacy.blank("en")
-        nlp.add_pipe("gliner", config={"model": str(default_checkpoint), "labels": LABELS, "threshold": threshold, "device": device})
+        nlp.add_pipe(
+            "gliner",
+            config={
+                "model": str(default_checkpoint),
+                "labels": LABELS,
+                "threshold": threshold,
+                "device": device,
+            },
+        )
         assert nlp.get_pipe("gliner").gliner.device.type == device
         out[device] = [[(e.start, e.end, e.label_) for e in doc.ents] for doc in nlp.pipe(texts)]
     assert out["cuda"] == out["cpu"]
@@ -65,15 +89,24 @@ def test_pipeline_on_gpu_gives_the_cpu_entities(default_checkpoint, cpu_results)
 
 
 def test_training_steps_on_gpu_lower_the_loss(tmp_path):
-    from spacy_gliner.registry import encoder_loader
+    from spacy_gliner.component.registry import encoder_loader
 
     encoder = write_bert_encoder(tmp_path / "bert")
     data = [
         ("barack obama was born in hawaii .", [(0, 2, "person"), (5, 6, "location")]),
-        ("john smith works for google in london .", [(0, 2, "person"), (4, 5, "organization"), (6, 7, "location")]),
+        (
+            "john smith works for google in london .",
+            [(0, 2, "person"), (4, 5, "organization"), (6, 7, "location")],
+        ),
     ]
     nlp = spacy.blank("en")
-    pipe = nlp.add_pipe("gliner", config={"device": "cuda", "loss": {"@losses": "spacy_gliner.span_loss.v1", "masking": "none"}})
+    pipe = nlp.add_pipe(
+        "gliner",
+        config={
+            "device": "cuda",
+            "loss": {"@losses": "spacy_gliner.span_loss.v1", "masking": "none"},
+        },
+    )
     examples = make_examples(nlp, data)
     loader = encoder_loader(str(encoder), hidden_size=32, max_width=4, dropout=0.0)
     pipe.initialize(lambda: examples, nlp=nlp, model_loader=loader)
@@ -87,7 +120,7 @@ def test_fused_adam_step_on_gpu_equals_the_cpu_step():
     the CPU step's weights and moments."""
     from thinc.api import Adam
 
-    from spacy_gliner.optimizer_step import apply_optimizer
+    from spacy_gliner.training.optimizer import apply_optimizer
 
     torch.manual_seed(0)
     weights = {"enc.w": torch.randn(64, 32), "head.w": torch.randn(16), "head.b": torch.randn(3, 5)}
@@ -106,11 +139,21 @@ def test_fused_adam_step_on_gpu_equals_the_cpu_step():
         torch.testing.assert_close(gpu_w[n], cpu_w[n], atol=1e-6, rtol=1e-5)
         key = (1, n)
         assert gpu_opt.nr_update[key] == cpu_opt.nr_update[key] == 3
-        for state, tol in ((gpu_opt.mom1, cpu_opt.mom1), 1e-6), ((gpu_opt.mom2, cpu_opt.mom2), 1e-7), ((gpu_opt.averages, cpu_opt.averages), 1e-6):
-            torch.testing.assert_close(_host(state[0][key]), _host(state[1][key]), atol=tol, rtol=1e-5)
+        for state, tol in (
+            ((gpu_opt.mom1, cpu_opt.mom1), 1e-6),
+            ((gpu_opt.mom2, cpu_opt.mom2), 1e-7),
+            ((gpu_opt.averages, cpu_opt.averages), 1e-6),
+        ):
+            torch.testing.assert_close(
+                _host(state[0][key]), _host(state[1][key]), atol=tol, rtol=1e-5
+            )
     assert not torch.equal(gpu_w["enc.w"], weights["enc.w"])  # the step moved the weights
 
 
 def _host(array) -> torch.Tensor:
     """A CPU tensor, flat, from a torch tensor (any device) or a numpy array."""
-    return array.detach().cpu().reshape(-1) if isinstance(array, torch.Tensor) else torch.from_numpy(array).reshape(-1)
+    return (
+        array.detach().cpu().reshape(-1)
+        if isinstance(array, torch.Tensor)
+        else torch.from_numpy(array).reshape(-1)
+    )

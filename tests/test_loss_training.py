@@ -1,4 +1,5 @@
 """Loss, label-set sampling, span targets and optimizer groups, checked against gliner==0.2.29."""
+
 from __future__ import annotations
 
 import math
@@ -8,15 +9,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from spacy_gliner.modeling.loss import focal_loss_with_logits, span_loss
-from spacy_gliner.training import (
+from spacy_gliner.model.loss import focal_loss_with_logits, span_loss
+from spacy_gliner.training.labels import sample_label_sets
+from spacy_gliner.training.params import (
     freeze_encoder,
     optimizer_groups,
     param_lr_scales,
     param_weight_decay,
-    sample_label_sets,
-    span_targets,
 )
+from spacy_gliner.training.targets import span_targets
 
 ref_base = pytest.importorskip("gliner.modeling.base")
 ref_losses = pytest.importorskip("gliner.modeling.loss_functions")
@@ -60,7 +61,12 @@ def test_focal_elementwise_parity():
                 for ls in (0.0, 0.1):
                     ours = focal_loss_with_logits(logits, targets, alpha, gamma, pm, ls)
                     ref = ref_losses.focal_loss_with_logits(
-                        logits, targets, alpha=alpha, gamma=gamma, prob_margin=pm, label_smoothing=ls
+                        logits,
+                        targets,
+                        alpha=alpha,
+                        gamma=gamma,
+                        prob_margin=pm,
+                        label_smoothing=ls,
                     )
                     torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-7)
 
@@ -83,13 +89,24 @@ def test_random_masking_parity_same_stream(masking):
     """Same seed -> same uniforms as the reference's torch.rand_like -> identical loss."""
     logits, targets, span_mask, label_mask = _batch(3)
     torch.manual_seed(11)
-    ref = _ref_loss(logits, targets, span_mask, label_mask, masking=masking, negatives=0.4, alpha=0.75)
+    ref = _ref_loss(
+        logits, targets, span_mask, label_mask, masking=masking, negatives=0.4, alpha=0.75
+    )
     gen = torch.Generator().manual_seed(11)
     ours = span_loss(
-        logits, targets, span_mask, label_mask, masking=masking, negatives=0.4, alpha=0.75, generator=gen
+        logits,
+        targets,
+        span_mask,
+        label_mask,
+        masking=masking,
+        negatives=0.4,
+        alpha=0.75,
+        generator=gen,
     )
     assert math.isclose(ours.item(), ref.item(), rel_tol=1e-5)
-    assert ours < span_loss(logits, targets, span_mask, label_mask, masking="none", alpha=0.75)  # masks did act
+    assert ours < span_loss(
+        logits, targets, span_mask, label_mask, masking="none", alpha=0.75
+    )  # masks did act
 
 
 def test_mean_is_per_valid_span_and_padding_ignored():
@@ -100,7 +117,9 @@ def test_mean_is_per_valid_span_and_padding_ignored():
     garbage = logits.clone()
     garbage[~span_mask] = 1e4  # padded spans
     garbage[~label_mask[:, None, None, :].expand_as(garbage)] = -1e4  # padded labels
-    assert math.isclose(span_loss(garbage, targets, span_mask, label_mask).item(), total.item(), rel_tol=1e-6)
+    assert math.isclose(
+        span_loss(garbage, targets, span_mask, label_mask).item(), total.item(), rel_tol=1e-6
+    )
     empty = span_loss(logits, targets, torch.zeros_like(span_mask), label_mask, reduction="mean")
     assert empty.item() == 0.0
 
@@ -122,7 +141,9 @@ def _big(seed: int = 0):
     span_mask = torch.ones(b, w, k, dtype=torch.bool)
     label_mask = torch.ones(b, c, dtype=torch.bool)
     targets = torch.zeros(b, w, k, c)
-    targets[:, :, 0, :5] = (torch.rand(b, w, 5, generator=g) < 0.3).float()  # positives: width 1, classes 0-4
+    targets[:, :, 0, :5] = (
+        torch.rand(b, w, 5, generator=g) < 0.3
+    ).float()  # positives: width 1, classes 0-4
     return logits, targets, span_mask, label_mask
 
 
@@ -158,7 +179,9 @@ def test_label_and_span_rules():
     gen = torch.Generator().manual_seed(1)
     kept = _count(masking="label", negatives=0.5, generator=gen) - classes_with_pos * 160
     assert abs(kept / ((60 - classes_with_pos) * 160) - 0.5) < 0.03
-    kept_mask = _kept(logits, targets, span_mask, label_mask, masking="span", negatives=0.5, generator=gen)
+    kept_mask = _kept(
+        logits, targets, span_mask, label_mask, masking="span", negatives=0.5, generator=gen
+    )
     assert kept_mask[targets.sum(-1) > 0].all()
 
 
@@ -168,7 +191,15 @@ def test_softmax_keeps_exact_count_and_positives():
     label_mask[1, 25:] = False
     gen = torch.Generator().manual_seed(0)
     for negatives in (0.0, 0.1, 0.25, 1.0, 3.0):
-        kept = _kept(logits, targets, span_mask, label_mask, masking="softmax", negatives=negatives, generator=gen)
+        kept = _kept(
+            logits,
+            targets,
+            span_mask,
+            label_mask,
+            masking="softmax",
+            negatives=negatives,
+            generator=gen,
+        )
         valid = span_mask[..., None] & label_mask[:, None, None, :]
         assert not kept[~valid].any()
         assert kept[(targets > 0) & valid].all()
@@ -186,11 +217,17 @@ def test_softmax_prefers_hard_negatives_and_is_deterministic():
     span_mask = torch.ones(1, 50, 4, dtype=torch.bool)
     label_mask = torch.ones(1, 2, dtype=torch.bool)
     args = (logits, targets, span_mask, label_mask)
-    kept = _kept(*args, masking="softmax", negatives=0.25, generator=torch.Generator().manual_seed(5))
+    kept = _kept(
+        *args, masking="softmax", negatives=0.25, generator=torch.Generator().manual_seed(5)
+    )
     assert kept.sum().item() == 100
     assert kept[..., 0].sum().item() >= 90  # weight ratio e^4 ~ 55 : 1
-    again = _kept(*args, masking="softmax", negatives=0.25, generator=torch.Generator().manual_seed(5))
-    other = _kept(*args, masking="softmax", negatives=0.25, generator=torch.Generator().manual_seed(6))
+    again = _kept(
+        *args, masking="softmax", negatives=0.25, generator=torch.Generator().manual_seed(5)
+    )
+    other = _kept(
+        *args, masking="softmax", negatives=0.25, generator=torch.Generator().manual_seed(6)
+    )
     assert torch.equal(kept, again)
     assert not torch.equal(kept, other)
 
@@ -199,8 +236,15 @@ def test_softmax_prefers_hard_negatives_and_is_deterministic():
     counts = torch.zeros(40)
     gen = torch.Generator().manual_seed(0)
     for _ in range(200):
-        mask = _kept(graded, torch.zeros_like(graded), torch.ones(1, 40, 1, dtype=torch.bool),
-                     torch.ones(1, 1, dtype=torch.bool), masking="softmax", negatives=0.25, generator=gen)
+        mask = _kept(
+            graded,
+            torch.zeros_like(graded),
+            torch.ones(1, 40, 1, dtype=torch.bool),
+            torch.ones(1, 1, dtype=torch.bool),
+            masking="softmax",
+            negatives=0.25,
+            generator=gen,
+        )
         counts += mask.view(-1).float()
     assert counts[-10:].sum() > 3 * counts[:10].sum()
     assert counts[30:].mean() > counts[20:30].mean() > counts[10:20].mean() > counts[:10].mean()
@@ -212,13 +256,17 @@ TYPES = [["person", "org", "person"], ["city"], ["date", "person"], ["money", "o
 
 def test_sample_label_sets_rules():
     for seed in range(50):
-        sets = sample_label_sets(TYPES, None, max_types=25, max_neg_type_ratio=2, rng=random.Random(seed))
+        sets = sample_label_sets(
+            TYPES, None, max_types=25, max_neg_type_ratio=2, rng=random.Random(seed)
+        )
         for positives, labels in zip(TYPES, sets):
             assert set(positives) <= set(labels)
             assert len(labels) == len(set(labels))
             assert len(labels) - len(set(positives)) <= 2 * len(positives)
             assert set(labels) <= {t for ts in TYPES for t in ts}
-        small = sample_label_sets(TYPES, None, max_types=2, max_neg_type_ratio=3, rng=random.Random(seed))
+        small = sample_label_sets(
+            TYPES, None, max_types=2, max_neg_type_ratio=3, rng=random.Random(seed)
+        )
         assert all(1 <= len(labels) <= 2 for labels in small)
     a = sample_label_sets(TYPES, None, 25, 2, random.Random(7))
     assert a == sample_label_sets(TYPES, None, 25, 2, random.Random(7))
@@ -231,8 +279,13 @@ def test_sample_label_sets_rules():
 def test_sample_label_sets_explicit_and_empty():
     rng = random.Random(0)
     sets = sample_label_sets(
-        [["a"], ["b"], [], []], ["a", "b", "c"], 25, 1, rng,
-        labels=[["z", "a", "z"], None, None, None], negatives=[None, ["q"], None, []],
+        [["a"], ["b"], [], []],
+        ["a", "b", "c"],
+        25,
+        1,
+        rng,
+        labels=[["z", "a", "z"], None, None, None],
+        negatives=[None, ["q"], None, []],
     )
     assert sets[0] == ["z", "a", "z"]  # used as-is
     assert set(sets[1]) == {"b", "q"}
@@ -268,17 +321,26 @@ def test_span_targets_positions():
     assert targets.shape == (2, 5, 4, 3) and targets.dtype == torch.float32
     assert span_mask.shape == (2, 5, 4) and span_mask.dtype == torch.bool
     expected = {(0, 0, 1, 0), (0, 0, 1, 2), (0, 2, 0, 1)}  # (0,5) too wide; "zzz" not a label
-    assert {tuple(i) for i in targets.nonzero().tolist()} == expected  # (2,3) ends beyond text; "a" not in set 1
+    assert {
+        tuple(i) for i in targets.nonzero().tolist()
+    } == expected  # (2,3) ends beyond text; "a" not in set 1
     assert span_mask[0].sum() == 4 + 4 + 3 + 2 + 1
     assert span_mask[1].sum() == 3 + 2 + 1 and not span_mask[1, 3:].any()
 
 
 def test_span_targets_match_reference_create_labels():
     tokens = [["w"] * 7, ["w"] * 3, ["w"] * 5]
-    ner = [[(0, 0, "a"), (1, 3, "b"), (5, 6, "a"), (2, 6, "b")], [(0, 2, "c"), (2, 3, "c")], [(4, 4, "b")]]
+    ner = [
+        [(0, 0, "a"), (1, 3, "b"), (5, 6, "a"), (2, 6, "b")],
+        [(0, 2, "c"), (2, 3, "c")],
+        [(4, 4, "b")],
+    ]
     label_sets = [["a", "b"], ["c", "a", "b"], ["b"]]
-    batch = {"tokens": tokens, "entities": ner,
-             "classes_to_id": [{t: i for i, t in enumerate(ls, start=1)} for ls in label_sets]}
+    batch = {
+        "tokens": tokens,
+        "entities": ner,
+        "classes_to_id": [{t: i for i, t in enumerate(ls, start=1)} for ls in label_sets],
+    }
     fake = SimpleNamespace(config=SimpleNamespace(max_width=4))
     ref = ref_processor.UniEncoderSpanProcessor.create_labels(fake, batch)  # [B, W*K, C]
     targets, _ = span_targets(ner, label_sets, [len(t) for t in tokens], 4)
@@ -289,22 +351,30 @@ def test_span_targets_match_reference_create_labels():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     transformers = pytest.importorskip("transformers")
-    from spacy_gliner.config import GLiNERConfig
-    from spacy_gliner.gliner import GLiNER, _assemble
-    from spacy_gliner.tokenization import add_special_tokens
+    from spacy_gliner.model.config import GLiNERConfig
+    from spacy_gliner.gliner import GLiNER
+    from spacy_gliner.io.model_files import assemble as _assemble
+    from spacy_gliner.io.tokenizers import add_special_tokens
 
-    words = "the a person org city date money john paris went to on in of acme".split()
+    words = ["the", "a", "person", "org", "city", "date", "money", "john", "paris", "went", "to", "on", "in", "of", "acme"]
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *[f"w{i}" for i in range(80)]]
     path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
     path.write_text("\n".join(vocab) + "\n")
     tokenizer = transformers.BertTokenizerFast(vocab_file=str(path))
-    config = GLiNERConfig(model_name="tiny-bert", hidden_size=32, max_width=4, dropout=0.0, post_fusion_schema="")
+    config = GLiNERConfig(
+        model_name="tiny-bert", hidden_size=32, max_width=4, dropout=0.0, post_fusion_schema=""
+    )
     add_special_tokens(tokenizer, config)
-    bert = transformers.BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
-                                   num_attention_heads=2, intermediate_size=64)
+    bert = transformers.BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
     torch.manual_seed(0)
     model = _assemble(config, bert)
-    return GLiNER(config, _parts=(model, tokenizer, None))
+    return GLiNER(config, parts=(model, tokenizer, None))
 
 
 def test_optimizer_groups_split(tiny):
@@ -312,11 +382,20 @@ def test_optimizer_groups_split(tiny):
 
     model = tiny.model
     names = {id(p): n for n, p in model.named_parameters()}
-    groups = optimizer_groups(model, lr=1e-5, weight_decay=0.1, others_lr=3e-5, others_weight_decay=0.01)
-    assert [g["name"] for g in groups] == ["others_decay", "others_no_decay", "encoder_decay", "encoder_no_decay"]
+    groups = optimizer_groups(
+        model, lr=1e-5, weight_decay=0.1, others_lr=3e-5, others_weight_decay=0.01
+    )
+    assert [g["name"] for g in groups] == [
+        "others_decay",
+        "others_no_decay",
+        "encoder_decay",
+        "encoder_no_decay",
+    ]
     seen = [names[id(p)] for g in groups for p in g["params"]]
     assert sorted(seen) == sorted(names.values())  # each parameter exactly once
-    ref_decay = {n for n in get_parameter_names(model, [torch.nn.LayerNorm]) if "bias" not in n}  # reference rule
+    ref_decay = {
+        n for n in get_parameter_names(model, [torch.nn.LayerNorm]) if "bias" not in n
+    }  # reference rule
     for g in groups:
         group_names = {names[id(p)] for p in g["params"]}
         is_encoder = g["name"].startswith("encoder")
@@ -329,19 +408,28 @@ def test_optimizer_groups_split(tiny):
 
     scales = param_lr_scales(model, 1e-5, 3e-5)
     assert set(scales) == set(names.values())
-    assert all(s == (1.0 if "token_rep_layer" in n else pytest.approx(3.0)) for n, s in scales.items())
+    assert all(
+        s == (1.0 if "token_rep_layer" in n else pytest.approx(3.0)) for n, s in scales.items()
+    )
     decay = param_weight_decay(model, 0.1, 0.01)
-    assert all(d == ((0.1 if "token_rep_layer" in n else 0.01) if n in ref_decay else 0.0) for n, d in decay.items())
+    assert all(
+        d == ((0.1 if "token_rep_layer" in n else 0.01) if n in ref_decay else 0.0)
+        for n, d in decay.items()
+    )
 
 
 def test_training_step_and_freeze_encoder(tiny):
     model = tiny.model
     model.train()
-    docs = [("john went to paris".split(), [(0, 0, "person"), (3, 3, "city")]),
-            ("acme in paris on date".split(), [(0, 0, "org")]),
-            ("the money".split(), [])]
+    docs = [
+        (["john", "went", "to", "paris"], [(0, 0, "person"), (3, 3, "city")]),
+        (["acme", "in", "paris", "on", "date"], [(0, 0, "org")]),
+        (["the", "money"], []),
+    ]
     words = [w for w, _ in docs]
-    label_sets = sample_label_sets([[s[2] for s in spans] for _, spans in docs], None, 25, 1, random.Random(0))
+    label_sets = sample_label_sets(
+        [[s[2] for s in spans] for _, spans in docs], None, 25, 1, random.Random(0)
+    )
     enc = tiny.prompts.encode(words, label_sets)
     targets, span_mask = span_targets([s for _, s in docs], label_sets, [len(w) for w in words], 4)
 
@@ -349,8 +437,16 @@ def test_training_step_and_freeze_encoder(tiny):
         optimizer.zero_grad()
         logits, _, label_mask = model(**enc)
         assert logits.shape == targets.shape
-        loss = span_loss(logits, targets, span_mask, label_mask, alpha=0.75, masking="softmax", negatives=0.5,
-                         generator=torch.Generator().manual_seed(0))
+        loss = span_loss(
+            logits,
+            targets,
+            span_mask,
+            label_mask,
+            alpha=0.75,
+            masking="softmax",
+            negatives=0.5,
+            generator=torch.Generator().manual_seed(0),
+        )
         assert torch.isfinite(loss) and loss.item() > 0
         loss.backward()
         optimizer.step()
@@ -362,7 +458,9 @@ def test_training_step_and_freeze_encoder(tiny):
         for n, p in model.named_parameters():
             if "token_rep_layer" in n:
                 assert torch.equal(p, before[n]), n
-        assert not torch.equal(model.prompt_rep_layer[0].weight, before["prompt_rep_layer.0.weight"])
+        assert not torch.equal(
+            model.prompt_rep_layer[0].weight, before["prompt_rep_layer.0.weight"]
+        )
 
         freeze_encoder(model, False)
         assert all(p.requires_grad for p in model.parameters())

@@ -1,9 +1,10 @@
 """The word-level BiLSTM: every padded batch gives each text the outputs of the LSTM run on that text
 alone (the reference packs its batches), with zeros at padding, on both of its CPU paths."""
+
 import pytest
 import torch
 
-from spacy_gliner.modeling.model import BiLSTM
+from spacy_gliner.model.lstm import BiLSTM
 
 
 def _alone(module: BiLSTM, words: torch.Tensor, lengths: torch.Tensor) -> list:

@@ -1,4 +1,5 @@
 """The fused CPU Adam path applies exactly thinc's Adam update (same state, same arithmetic)."""
+
 import copy
 
 import numpy
@@ -7,7 +8,7 @@ import torch
 from thinc.api import Adam
 from thinc.optimizers import Optimizer
 
-from spacy_gliner.optimizer_step import _plain_adam, _thinc_update, apply_optimizer
+from spacy_gliner.training.optimizer import _plain_adam, _thinc_update, apply_optimizer
 
 
 def _model() -> torch.nn.Module:
@@ -39,14 +40,23 @@ def test_fused_adam_equals_thinc_adam(use_averages):
     for (name, a), (_, b) in zip(fused_model.named_parameters(), thinc_model.named_parameters()):
         assert a.grad is None
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-5), name  # steps are ~0.01-0.1
-        numpy.testing.assert_allclose(fused_opt.mom1[(7, name)], thinc_opt.mom1[(7, name)], rtol=1e-4, atol=1e-6)
-        numpy.testing.assert_allclose(fused_opt.mom2[(7, name)], thinc_opt.mom2[(7, name)], rtol=1e-4, atol=1e-8)
+        numpy.testing.assert_allclose(
+            fused_opt.mom1[(7, name)], thinc_opt.mom1[(7, name)], rtol=1e-4, atol=1e-6
+        )
+        numpy.testing.assert_allclose(
+            fused_opt.mom2[(7, name)], thinc_opt.mom2[(7, name)], rtol=1e-4, atol=1e-8
+        )
         assert fused_opt.nr_update[(7, name)] == thinc_opt.nr_update[(7, name)] == 4
         if use_averages:
-            numpy.testing.assert_allclose(fused_opt.averages[(7, name)], thinc_opt.averages[(7, name)], rtol=1e-5, atol=1e-5)
+            numpy.testing.assert_allclose(
+                fused_opt.averages[(7, name)], thinc_opt.averages[(7, name)], rtol=1e-5, atol=1e-5
+            )
     # The learning-rate scale really changes the step: "2.*" moved further than with scale 1.
     start = _model()
-    moved = {n: (p - q).abs().max().item() for (n, p), (_, q) in zip(fused_model.named_parameters(), start.named_parameters())}
+    moved = {
+        n: (p - q).abs().max().item()
+        for (n, p), (_, q) in zip(fused_model.named_parameters(), start.named_parameters())
+    }
     assert moved["2.bias"] > 3 * moved["0.bias"]
 
 

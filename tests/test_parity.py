@@ -9,11 +9,13 @@ For every configuration the reference writes a checkpoint (random heads on a tin
   multi-label decoding (``inference(..., batch_size=1)`` on both sides);
 * the spaCy component gives the same spans and scores on a ``Doc`` of the same words.
 """
+
 from __future__ import annotations
 
 import re
 import warnings
-from typing import Any, Dict, List, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,7 +26,7 @@ ref_gliner = pytest.importorskip("gliner")
 from spacy.tokens import Doc  # noqa: E402
 
 from spacy_gliner import GLiNER  # noqa: E402
-from spacy_gliner.inference import LabelSet, Predictor  # noqa: E402
+from spacy_gliner.engine import Engine, EngineOptions, LabelSet  # noqa: E402
 
 TOL = 1e-5
 WORD_RE = re.compile(r"\w+(?:[-_]\w+)*|\S")
@@ -65,10 +67,20 @@ SENTENCES = [
 # name -> (encoder, reference GLiNERConfig settings). Defaults: hidden 32, max_width 4, dropout 0,
 # markerV0, 1 LSTM layer, first-subtoken pooling (helpers.write_reference_checkpoint).
 SPAN_MODES = [
-    "markerV0", "marker", "markerV1", "markerV2", "query", "mlp", "cat",
-    "conv_conv", "conv_max", "conv_mean", "conv_sum", "conv_share",
+    "markerV0",
+    "marker",
+    "markerV1",
+    "markerV2",
+    "query",
+    "mlp",
+    "cat",
+    "conv_conv",
+    "conv_max",
+    "conv_mean",
+    "conv_sum",
+    "conv_share",
 ]
-CONFIGS: Dict[str, Tuple[str, Dict[str, Any]]] = {
+CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     **{f"span_{m}": ("bert", {"span_mode": m}) for m in SPAN_MODES},
     "rnn0": ("bert", {"num_rnn_layers": 0}),
     "rnn2": ("bert", {"num_rnn_layers": 2}),
@@ -77,26 +89,41 @@ CONFIGS: Dict[str, Tuple[str, Dict[str, Any]]] = {
     "fuse_layers": ("bert", {"fuse_layers": True}),
     "hidden48": ("bert", {"hidden_size": 48}),
     "bi_encoder": ("bert", {"labels_encoder": "labels_bert"}),
-    "bi_encoder_fusion": ("bert", {"labels_encoder": "labels_bert", "post_fusion_schema": "l2l-l2t-t2t"}),
-    "bi_encoder_fuse_hidden48": ("bert", {"labels_encoder": "labels_bert", "fuse_layers": True, "hidden_size": 48}),
-    "bi_encoder_mean_rnn2": ("bert", {"labels_encoder": "labels_bert", "subtoken_pooling": "mean", "num_rnn_layers": 2}),
+    "bi_encoder_fusion": (
+        "bert",
+        {"labels_encoder": "labels_bert", "post_fusion_schema": "l2l-l2t-t2t"},
+    ),
+    "bi_encoder_fuse_hidden48": (
+        "bert",
+        {"labels_encoder": "labels_bert", "fuse_layers": True, "hidden_size": 48},
+    ),
+    "bi_encoder_mean_rnn2": (
+        "bert",
+        {"labels_encoder": "labels_bert", "subtoken_pooling": "mean", "num_rnn_layers": 2},
+    ),
     "uni_fusion": ("bert", {"post_fusion_schema": "l2l-l2t-t2t"}),
     "deberta": ("deberta", {}),
     "deberta_spm": ("deberta_spm", {}),
-    "deberta_spm_last_rnn0": ("deberta_spm", {"subtoken_pooling": "last", "num_rnn_layers": 0, "span_mode": "conv_conv"}),
-    "deberta_mean_hidden48": ("deberta", {"subtoken_pooling": "mean", "hidden_size": 48, "span_mode": "markerV1"}),
+    "deberta_spm_last_rnn0": (
+        "deberta_spm",
+        {"subtoken_pooling": "last", "num_rnn_layers": 0, "span_mode": "conv_conv"},
+    ),
+    "deberta_mean_hidden48": (
+        "deberta",
+        {"subtoken_pooling": "mean", "hidden_size": 48, "span_mode": "markerV1"},
+    ),
 }
 # (`span_markerV0` and `pool_first` would be the same checkpoint: markerV0/first are the defaults.)
 
 
-def _words(text: str) -> List[str]:
+def _words(text: str) -> list[str]:
     return WORD_RE.findall(text)
 
 
 class Pair:
     """A reference model and ours, loaded from the same reference checkpoint."""
 
-    def __init__(self, name: str, ckpt, ref, ours, ref_probs: List[np.ndarray]) -> None:
+    def __init__(self, name: str, ckpt, ref, ours, ref_probs: list[np.ndarray]) -> None:
         self.name, self.ckpt, self.ref, self.ours, self.ref_probs = name, ckpt, ref, ours, ref_probs
         self.threshold = _threshold(ref_probs)
 
@@ -113,11 +140,13 @@ def _threshold(probs: Sequence[np.ndarray], quantile: float = 0.8) -> float:
     gaps = np.diff(values)
     wide = np.flatnonzero(gaps > 4 * TOL)
     assert wide.size, "no usable gap for a threshold"
-    i = wide[np.argmin(np.abs(wide - quantile * (len(values) - 1)))]  # the wide gap nearest the quantile
+    i = wide[
+        np.argmin(np.abs(wide - quantile * (len(values) - 1)))
+    ]  # the wide gap nearest the quantile
     return float((values[i] + values[i + 1]) / 2)
 
 
-def _ref_logits(ref, texts: Sequence[str], labels: Sequence[str]) -> List[np.ndarray]:
+def _ref_logits(ref, texts: Sequence[str], labels: Sequence[str]) -> list[np.ndarray]:
     """Reference logits via its own prepare_batch / collate_batch / run_batch, one batch of ``texts``."""
     prepared = ref.prepare_batch(list(texts), list(labels))
     batch = ref.collate_batch(prepared["input_x"], prepared["entity_types"])
@@ -127,7 +156,7 @@ def _ref_logits(ref, texts: Sequence[str], labels: Sequence[str]) -> List[np.nda
     return [logits[i, : len(tokens)].float().numpy() for i, tokens in enumerate(prepared["tokens"])]
 
 
-def _ref_probs(ref, texts, labels) -> List[np.ndarray]:
+def _ref_probs(ref, texts, labels) -> list[np.ndarray]:
     """Reference probabilities [n, K, C] per text; only valid (start, width) cells kept (others NaN)."""
     out = []
     for logits in _ref_logits(ref, texts, labels):
@@ -137,9 +166,9 @@ def _ref_probs(ref, texts, labels) -> List[np.ndarray]:
     return out
 
 
-def _our_probs(ours, texts, labels) -> List[np.ndarray]:
-    predictor = Predictor(ours, batch_size=len(texts))
-    return predictor._run([_words(t) for t in texts], [list(labels)] * len(texts))
+def _our_probs(ours, texts, labels) -> list[np.ndarray]:
+    predictor = Engine(ours, EngineOptions(batch_size=len(texts)))
+    return predictor.span_probabilities([_words(t) for t in texts], [list(labels)] * len(texts))
 
 
 def _assert_probs_close(ref_probs: np.ndarray, our_probs: np.ndarray, where: str) -> None:
@@ -184,9 +213,13 @@ def test_checkpoint_is_what_the_config_says(pair):
     assert cfg.embed_ent_token == settings.get("embed_ent_token", True)
     assert cfg.fuse_layers == settings.get("fuse_layers", False)
     assert cfg.is_bi_encoder == bool(settings.get("labels_encoder"))
-    rnn_layers = {int(m.group(1)) for k in keys if (m := re.match(r"rnn\.lstm\.weight_ih_l(\d+)$", k))}
+    rnn_layers = {
+        int(m.group(1)) for k in keys if (m := re.match(r"rnn\.lstm\.weight_ih_l(\d+)$", k))
+    }
     assert len(rnn_layers) == settings.get("num_rnn_layers", 1)
-    assert any(k.startswith("cross_fuser.") for k in keys) == bool(settings.get("post_fusion_schema"))
+    assert any(k.startswith("cross_fuser.") for k in keys) == bool(
+        settings.get("post_fusion_schema")
+    )
     assert any(k.startswith("token_rep_layer.projection.") for k in keys) == (cfg.hidden_size != 32)
     assert any("layers_fuser" in k for k in keys) == cfg.fuse_layers
     if pair.name.startswith("deberta"):
@@ -213,14 +246,22 @@ def test_span_probabilities_same_batches(pair):
             _assert_probs_close(r, o, f"{pair.name} (batch of {len(texts)}): {text!r}")
 
 
-BATCH_DEPENDENT = ("span_markerV1", "span_markerV2", "fuse_layers", "bi_encoder_fuse_hidden48", "deberta_mean_hidden48")
+BATCH_DEPENDENT = (
+    "span_markerV1",
+    "span_markerV2",
+    "fuse_layers",
+    "bi_encoder_fuse_hidden48",
+    "deberta_mean_hidden48",
+)
 
 
-def _production_probs(ours, texts, batch_size: int) -> List[np.ndarray]:
-    """Every valid cell through the component's own path (``Predictor.__call__``: cached sub-token
+def _production_probs(ours, texts, batch_size: int) -> list[np.ndarray]:
+    """Every valid cell through the component's own path (``Engine.__call__``: cached sub-token
     ids, length-sorted batches, decoding arrays) with threshold 0, as [n, K, C] arrays."""
     words = [_words(t) for t in texts]
-    results = Predictor(ours, batch_size=batch_size)(words, LabelSet.from_labels(LABELS), thresholds=0.0)
+    results = Engine(ours, EngineOptions(batch_size=batch_size))(
+        words, LabelSet.from_labels(LABELS), thresholds=0.0
+    )
     out = []
     for w, result in zip(words, results):
         probs = np.full((len(w), ours.config.max_width, len(LABELS)), np.nan)
@@ -231,13 +272,17 @@ def _production_probs(ours, texts, batch_size: int) -> List[np.ndarray]:
 
 
 def test_span_probabilities_production_path(pair):
-    """(a) through ``Predictor.__call__`` (what the spaCy component runs): one text per batch, and
+    """(a) through ``Engine.__call__`` (what the spaCy component runs): one text per batch, and
     length-sorted batches of 8 for the span modes that do not depend on batch padding."""
     sizes = [1] if pair.name in BATCH_DEPENDENT else [1, 8]
     for size in sizes:
-        for text, ref, ours in zip(SENTENCES, pair.ref_probs, _production_probs(pair.ours, SENTENCES, size)):
-            assert np.array_equal(np.isnan(ref), np.isnan(ours)), f"{pair.name}: cells differ for {text!r}"
-            _assert_probs_close(ref, ours, f"{pair.name} (Predictor, batch {size}): {text!r}")
+        for text, ref, ours in zip(
+            SENTENCES, pair.ref_probs, _production_probs(pair.ours, SENTENCES, size)
+        ):
+            assert np.array_equal(np.isnan(ref), np.isnan(ours)), (
+                f"{pair.name}: cells differ for {text!r}"
+            )
+            _assert_probs_close(ref, ours, f"{pair.name} (Engine, batch {size}): {text!r}")
 
 
 def test_probabilities_are_not_degenerate(pair):
@@ -247,12 +292,15 @@ def test_probabilities_are_not_degenerate(pair):
     assert 0.0 < pair.threshold < 1.0
 
 
-def _ents(output: List[Dict[str, Any]]) -> Tuple[List[Tuple[int, int, str, str]], List[float]]:
-    return [(e["start"], e["end"], e["label"], e["text"]) for e in output], [e["score"] for e in output]
+def _ents(output: list[dict[str, Any]]) -> tuple[list[tuple[int, int, str, str]], list[float]]:
+    return [(e["start"], e["end"], e["label"], e["text"]) for e in output], [
+        e["score"] for e in output
+    ]
 
 
 @pytest.mark.parametrize(
-    "flat_ner,multi_label", [(True, False), (False, False), (True, True), (False, True)],
+    "flat_ner,multi_label",
+    [(True, False), (False, False), (True, True), (False, True)],
     ids=["flat", "nested", "flat_multi", "nested_multi"],
 )
 def test_decoded_spans(pair, flat_ner, multi_label):
@@ -285,7 +333,9 @@ def _doc(nlp, text: str) -> Doc:
     return doc
 
 
-@pytest.mark.parametrize("flat_ner,multi_label", [(True, False), (False, True)], ids=["flat", "nested_multi"])
+@pytest.mark.parametrize(
+    "flat_ner,multi_label", [(True, False), (False, True)], ids=["flat", "nested_multi"]
+)
 def test_spacy_component(pair, flat_ner, multi_label):
     """``nlp.add_pipe("gliner", ...)`` on a Doc of the same words: same spans and scores as reference."""
     import spacy
@@ -294,12 +344,21 @@ def test_spacy_component(pair, flat_ner, multi_label):
     nlp.add_pipe(
         "gliner",
         config={
-            "model": str(pair.ckpt), "labels": LABELS, "threshold": pair.threshold,
-            "flat_ner": flat_ner, "multi_label": multi_label, "batch_size": 1,
+            "model": str(pair.ckpt),
+            "labels": LABELS,
+            "threshold": pair.threshold,
+            "flat_ner": flat_ner,
+            "multi_label": multi_label,
+            "batch_size": 1,
         },
     )
     ref_out = pair.ref.inference(
-        SENTENCES, LABELS, threshold=pair.threshold, flat_ner=flat_ner, multi_label=multi_label, batch_size=1
+        SENTENCES,
+        LABELS,
+        threshold=pair.threshold,
+        flat_ner=flat_ner,
+        multi_label=multi_label,
+        batch_size=1,
     )
     ref_flat = pair.ref.inference(SENTENCES, LABELS, threshold=pair.threshold, batch_size=1)
     for text, ref_ents, ref_flat_ents in zip(SENTENCES, ref_out, ref_flat):
@@ -307,7 +366,9 @@ def test_spacy_component(pair, flat_ner, multi_label):
         assert doc.text == text.rstrip()
         group = doc.spans["sc"]
         got = [(s.start_char, s.end_char, s.label_) for s in group]
-        assert got == [(e["start"], e["end"], e["label"]) for e in ref_ents], f"{pair.name} {text!r}"
+        assert got == [(e["start"], e["end"], e["label"]) for e in ref_ents], (
+            f"{pair.name} {text!r}"
+        )
         np.testing.assert_allclose(
             group.attrs["scores"], [e["score"] for e in ref_ents], atol=TOL, rtol=0, err_msg=text
         )
@@ -325,7 +386,15 @@ def test_spacy_component_pipe_batches(default_checkpoint):
     probs = [_ref_probs(ref, [t], LABELS)[0] for t in SENTENCES]
     t = _threshold(probs, 0.85)
     nlp = spacy.blank("en")
-    nlp.add_pipe("gliner", config={"model": str(default_checkpoint), "labels": LABELS, "threshold": t, "batch_size": 5})
+    nlp.add_pipe(
+        "gliner",
+        config={
+            "model": str(default_checkpoint),
+            "labels": LABELS,
+            "threshold": t,
+            "batch_size": 5,
+        },
+    )
     docs = list(nlp.pipe((_doc(nlp, s) for s in SENTENCES), batch_size=10))
     ref_out = ref.inference(SENTENCES, LABELS, threshold=t, batch_size=1)
     n = 0
@@ -333,7 +402,9 @@ def test_spacy_component_pipe_batches(default_checkpoint):
         assert [(e.start_char, e.end_char, e.label_) for e in doc.ents] == [
             (e["start"], e["end"], e["label"]) for e in ref_ents
         ]
-        np.testing.assert_allclose(doc.spans["sc"].attrs["scores"], [e["score"] for e in ref_ents], atol=TOL, rtol=0)
+        np.testing.assert_allclose(
+            doc.spans["sc"].attrs["scores"], [e["score"] for e in ref_ents], atol=TOL, rtol=0
+        )
         n += len(ref_ents)
     assert n >= 5
 
@@ -371,7 +442,9 @@ def test_zero_subtoken_word_deviation(default_checkpoint):
     assert our_p.shape == ref_p.shape
     # Remove the accent and ours equals the reference on the remaining words' sentence.
     clean = "obama was born in hawaii"
-    _assert_probs_close(_ref_probs(ref, [clean], LABELS)[0], _our_probs(ours, [clean], LABELS)[0], clean)
+    _assert_probs_close(
+        _ref_probs(ref, [clean], LABELS)[0], _our_probs(ours, [clean], LABELS)[0], clean
+    )
     # Our word-id mapping: word i of the text maps to slot i (no shift).
     enc = ours.prompts.encode([words], [LABELS])
     slots = sorted(set(enc["words_mask"][0].tolist()) - {0})
@@ -385,23 +458,31 @@ def test_threshold_compares_in_float32(default_checkpoint):
     ref = ref_gliner.GLiNER.from_pretrained(str(default_checkpoint), local_files_only=True)
     ours = GLiNER.from_pretrained(default_checkpoint)
     text, labels = "Barack Obama was born in Hawaii .", ["person"]
-    ref_probs = torch.sigmoid(torch.from_numpy(_ref_logits(ref, [text], labels)[0])).numpy()  # float32, as decoded
+    ref_probs = torch.sigmoid(
+        torch.from_numpy(_ref_logits(ref, [text], labels)[0])
+    ).numpy()  # float32, as decoded
     ref_probs[~_valid(*ref_probs.shape[:2])] = np.nan
     for model, probs in ((ref, ref_probs), (ours, _our_probs(ours, [text], labels)[0])):
         top = np.float32(np.nanmax(probs))
-        t = float(top) - float(np.spacing(top)) / 4  # a double below top that rounds to top in float32
+        t = (
+            float(top) - float(np.spacing(top)) / 4
+        )  # a double below top that rounds to top in float32
         assert np.float32(t) == top and t < float(top)
         out = model.inference([text], labels, threshold=t, batch_size=1)[0]
         assert out == [], f"{type(model).__name__} kept a span with p == float32(threshold): {out}"
 
 
-MANY_LABELS = [f"{w} {i}" for i, w in enumerate(["person", "city", "team", "company", "king", "river"] * 5)]  # 30
+MANY_LABELS = [
+    f"{w} {i}" for i, w in enumerate(["person", "city", "team", "company", "king", "river"] * 5)
+]  # 30
 
 
 def _many_label_probs(ref, ours, text, **predictor_kwargs):
     ref_p = _ref_probs(ref, [text], MANY_LABELS)[0]
     words = _words(text)
-    result = Predictor(ours, batch_size=1, **predictor_kwargs)([words], LabelSet.from_labels(MANY_LABELS), thresholds=0.0)[0]
+    result = Engine(ours, EngineOptions(batch_size=1, **predictor_kwargs))(
+        [words], LabelSet.from_labels(MANY_LABELS), thresholds=0.0
+    )[0]
     ours_p = np.full(ref_p.shape, np.nan)
     for start, end, label, score in result.candidates:
         ours_p[start, end - start, label] = score
@@ -420,15 +501,16 @@ def test_more_labels_than_max_types_with_one_pass(default_checkpoint):
 
 def test_more_labels_than_max_types_run_in_groups_by_default(default_checkpoint):
     """Documented behaviour: more than max_types labels run in groups (max_labels_per_pass raises it)."""
-    from spacy_gliner.inference import LabelSet, Predictor
+    from spacy_gliner.engine import Engine, EngineOptions, LabelSet
 
     ours = GLiNER.from_pretrained(default_checkpoint)
     labels = LabelSet.from_labels(MANY_LABELS)
-    groups, _ = Predictor(ours)._groups(labels)
+    groups, _ = (Engine(ours).label_plan(labels).groups, None)
     assert len(groups) == -(-len(MANY_LABELS) // ours.config.max_types)
     assert sorted(i for g in groups for i in g) == list(range(len(MANY_LABELS)))
-    single, _ = Predictor(ours, max_labels_per_pass=len(MANY_LABELS))._groups(labels)
+    single = Engine(ours, EngineOptions(max_labels_per_pass=len(MANY_LABELS))).label_plan(labels).groups
     assert len(single) == 1
+
 
 def test_inference_accepts_a_bare_string_and_skips_non_strings(default_checkpoint):
     """Reference ``inference``: a ``str`` is one text; non-strings and empty texts give ``[]``."""

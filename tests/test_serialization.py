@@ -2,13 +2,13 @@
 
 Everything runs offline: hub ids are resolved from a hand-made Hugging Face cache directory.
 """
+
 from __future__ import annotations
 
 import json
 import re
 import shutil
 from pathlib import Path
-from typing import List
 
 import numpy as np
 import pytest
@@ -17,12 +17,12 @@ import torch
 ref_gliner = pytest.importorskip("gliner")
 
 import spacy  # noqa: E402
+from helpers import write_reference_checkpoint  # noqa: E402
 from spacy.tokens import Doc  # noqa: E402
 
-from helpers import write_reference_checkpoint  # noqa: E402
-from spacy_gliner import GLiNER, GLiNERConfig  # noqa: E402
-from spacy_gliner.checkpoint import CheckpointError  # noqa: E402
-from spacy_gliner.inference import Predictor  # noqa: E402
+from spacy_gliner import GLiNER, GLiNERConfig, read_config  # noqa: E402
+from spacy_gliner.io import CheckpointError  # noqa: E402
+from spacy_gliner.engine import Engine, EngineOptions  # noqa: E402
 
 TOL = 1e-5
 WORD_RE = re.compile(r"\w+(?:[-_]\w+)*|\S")
@@ -35,13 +35,13 @@ TEXTS = [
 ]
 
 
-def _probs(gliner, texts: List[str] = TEXTS, labels=LABELS) -> List[np.ndarray]:
+def _probs(gliner, texts: list[str] = TEXTS, labels=LABELS) -> list[np.ndarray]:
     """Our probabilities [n, K, C] per text, one text per batch."""
-    predictor = Predictor(gliner, batch_size=1)
-    return [predictor._run([WORD_RE.findall(t)], [list(labels)])[0] for t in texts]
+    predictor = Engine(gliner, EngineOptions(batch_size=1))
+    return [predictor.span_probabilities([WORD_RE.findall(t)], [list(labels)])[0] for t in texts]
 
 
-def _ref_probs(ref, texts: List[str] = TEXTS, labels=LABELS) -> List[np.ndarray]:
+def _ref_probs(ref, texts: list[str] = TEXTS, labels=LABELS) -> list[np.ndarray]:
     out = []
     for text in texts:
         prepared = ref.prepare_batch([text], list(labels))
@@ -51,7 +51,7 @@ def _ref_probs(ref, texts: List[str] = TEXTS, labels=LABELS) -> List[np.ndarray]
     return out
 
 
-def _close(a: List[np.ndarray], b: List[np.ndarray], tol: float = TOL) -> None:
+def _close(a: list[np.ndarray], b: list[np.ndarray], tol: float = TOL) -> None:
     """Equal on every valid (start, width) cell."""
     for x, y in zip(a, b):
         n, k = x.shape[:2]
@@ -60,7 +60,7 @@ def _close(a: List[np.ndarray], b: List[np.ndarray], tol: float = TOL) -> None:
         assert np.abs(x[valid] - y[valid]).max() <= tol
 
 
-def _identical(a: List[np.ndarray], b: List[np.ndarray]) -> None:
+def _identical(a: list[np.ndarray], b: list[np.ndarray]) -> None:
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
 
@@ -84,8 +84,11 @@ def _doc(nlp, text: str) -> Doc:
 def _annotations(nlp, texts=TEXTS):
     docs = [nlp(_doc(nlp, t)) for t in texts]
     return [
-        ([(e.start, e.end, e.label_) for e in d.ents], [(s.start, s.end, s.label_) for s in d.spans["sc"]],
-         list(d.spans["sc"].attrs["scores"]))
+        (
+            [(e.start, e.end, e.label_) for e in d.ents],
+            [(s.start, s.end, s.label_) for s in d.spans["sc"]],
+            list(d.spans["sc"].attrs["scores"]),
+        )
         for d in docs
     ]
 
@@ -145,21 +148,25 @@ def test_spacy_load_config_overrides_runtime_settings(default_checkpoint, tmp_pa
     import torch
 
     nlp = spacy.blank("en")
-    nlp.add_pipe("gliner", config={"model": str(default_checkpoint), "labels": LABELS, "threshold": 0.45})
+    nlp.add_pipe(
+        "gliner", config={"model": str(default_checkpoint), "labels": LABELS, "threshold": 0.45}
+    )
     nlp.get_pipe("gliner").add_label("extra")
     nlp.to_disk(tmp_path / "pipeline")
     overrides = {"components": {"gliner": {"dtype": "bfloat16", "batch_size": 3, "device": "cpu"}}}
     pipe = spacy.load(tmp_path / "pipeline", config=overrides).get_pipe("gliner")
     assert (pipe.cfg["dtype"], pipe.cfg["batch_size"], pipe.cfg["device"]) == ("bfloat16", 3, "cpu")
-    assert pipe.predictor.dtype == torch.bfloat16 and pipe.predictor.batch_size == 3
+    assert pipe.engine.options.dtype == torch.bfloat16 and pipe.engine.batch_size == 3
     assert pipe.labels == (*LABELS, "extra") and pipe.cfg["threshold"] == 0.45
     plain = spacy.load(tmp_path / "pipeline").get_pipe("gliner")
-    assert plain.cfg["dtype"] == "float32" and plain.predictor.dtype is None
+    assert plain.cfg["dtype"] == "float32" and plain.engine.options.dtype is None
 
 
 def test_nlp_to_bytes_from_bytes(default_checkpoint):
     nlp = spacy.blank("en")
-    nlp.add_pipe("gliner", config={"model": str(default_checkpoint), "labels": LABELS, "threshold": 0.45})
+    nlp.add_pipe(
+        "gliner", config={"model": str(default_checkpoint), "labels": LABELS, "threshold": 0.45}
+    )
     before = _annotations(nlp)
     data = nlp.to_bytes()
     nlp2 = spacy.blank("en")
@@ -181,8 +188,11 @@ def test_gliner_to_bytes_from_bytes(default_checkpoint):
 
 
 # --------------------------------------------------------------------------- reference loads ours
-@pytest.mark.parametrize("settings", [{}, {"labels_encoder": "labels_bert"}, {"encoder": "deberta", "span_mode": "conv_share"}],
-                         ids=["uni", "bi", "deberta"])
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"labels_encoder": "labels_bert"}, {"encoder": "deberta", "span_mode": "conv_share"}],
+    ids=["uni", "bi", "deberta"],
+)
 @pytest.mark.parametrize("safe", [True, False], ids=["safetensors", "bin"])
 def test_reference_loads_our_save_pretrained(reference_checkpoint, tmp_path, settings, safe):
     ckpt = reference_checkpoint(**settings)
@@ -224,16 +234,23 @@ def test_reference_safetensors_with_shared_tensors(default_checkpoint, tmp_path)
     file metadata ({omitted: kept}); the loader must re-create them like the reference does."""
     ref = ref_gliner.GLiNER.from_pretrained(str(default_checkpoint), local_files_only=True)
     with torch.no_grad():  # tie two same-shaped head weights, as tied embeddings would be
-        ref.model.prompt_rep_layer[0].weight = ref.model.span_rep_layer.span_rep_layer.project_start[0].weight
+        ref.model.prompt_rep_layer[
+            0
+        ].weight = ref.model.span_rep_layer.span_rep_layer.project_start[0].weight
     out = tmp_path / "tied"
     ref.save_pretrained(str(out), safe_serialization=True)
     from safetensors import safe_open
 
     with safe_open(str(out / "model.safetensors"), "pt") as f:
         assert "prompt_rep_layer.0.weight" not in set(f.keys())
-        assert f.metadata().get("prompt_rep_layer.0.weight") == "span_rep_layer.span_rep_layer.project_start.0.weight"
+        assert (
+            f.metadata().get("prompt_rep_layer.0.weight")
+            == "span_rep_layer.span_rep_layer.project_start.0.weight"
+        )
     ours = GLiNER.from_pretrained(out)
-    _close(_ref_probs(ref_gliner.GLiNER.from_pretrained(str(out), local_files_only=True)), _probs(ours))
+    _close(
+        _ref_probs(ref_gliner.GLiNER.from_pretrained(str(out), local_files_only=True)), _probs(ours)
+    )
 
 
 def test_checkpoint_with_position_ids_buffers(default_checkpoint, tmp_path):
@@ -244,7 +261,9 @@ def test_checkpoint_with_position_ids_buffers(default_checkpoint, tmp_path):
     state = torch.load(ckpt / "pytorch_model.bin", weights_only=True)
     state["token_rep_layer.bert_layer.model.embeddings.position_ids"] = torch.arange(512)[None]
     torch.save(state, ckpt / "pytorch_model.bin")
-    _identical(_probs(GLiNER.from_pretrained(ckpt)), _probs(GLiNER.from_pretrained(default_checkpoint)))
+    _identical(
+        _probs(GLiNER.from_pretrained(ckpt)), _probs(GLiNER.from_pretrained(default_checkpoint))
+    )
 
 
 # --------------------------------------------------------------------------- GLiNERConfig
@@ -263,28 +282,48 @@ def test_config_round_trip_of_reference_json(reference_checkpoint, tmp_path):
 
 def test_config_legacy_has_rnn_and_unknown_fields(tmp_path):
     legacy = {
-        "model_name": "microsoft/deberta-v3-large", "max_width": 12, "hidden_size": 768, "dropout": 0.4,
-        "span_mode": "markerV0", "has_rnn": False, "lr_encoder": "1e-5", "num_steps": 30000,
-        "shuffle_types": True, "random_drop": True, "max_types": 25, "max_len": 384,
-        "model_type": None, "some_future_field": {"a": [1, 2]},
+        "model_name": "microsoft/deberta-v3-large",
+        "max_width": 12,
+        "hidden_size": 768,
+        "dropout": 0.4,
+        "span_mode": "markerV0",
+        "has_rnn": False,
+        "lr_encoder": "1e-5",
+        "num_steps": 30000,
+        "shuffle_types": True,
+        "random_drop": True,
+        "max_types": 25,
+        "max_len": 384,
+        "model_type": None,
+        "some_future_field": {"a": [1, 2]},
     }
     (tmp_path / "gliner_config.json").write_text(json.dumps(legacy))
-    config = GLiNERConfig.from_pretrained(tmp_path)
+    config = read_config(tmp_path)
     assert config.num_rnn_layers == 0 and not config.has_rnn
-    assert config.class_token_index == -1 and config.vocab_size == -1 and config.encoder_config is None
-    assert config.extra["lr_encoder"] == "1e-5" and config.extra["some_future_field"] == {"a": [1, 2]}
+    assert (
+        config.class_token_index == -1 and config.vocab_size == -1 and config.encoder_config is None
+    )
+    assert config.extra["lr_encoder"] == "1e-5" and config.extra["some_future_field"] == {
+        "a": [1, 2]
+    }
     out = config.to_dict()
-    assert out["num_rnn_layers"] == 0 and out["shuffle_types"] is True and out["some_future_field"] == {"a": [1, 2]}
+    assert (
+        out["num_rnn_layers"] == 0
+        and out["shuffle_types"] is True
+        and out["some_future_field"] == {"a": [1, 2]}
+    )
     again = GLiNERConfig.from_dict(out)
     assert again.to_dict() == out  # idempotent (reference pass-through fields are filled in once)
     assert {k: v for k, v in again.extra.items() if k in config.extra} == config.extra
     assert GLiNERConfig.from_dict({**legacy, "has_rnn": True}).num_rnn_layers == 1
     # num_rnn_layers wins over has_rnn when both are present (0.2.23+ semantics)
-    assert GLiNERConfig.from_dict({**legacy, "has_rnn": True, "num_rnn_layers": 2}).num_rnn_layers == 2
+    assert (
+        GLiNERConfig.from_dict({**legacy, "has_rnn": True, "num_rnn_layers": 2}).num_rnn_layers == 2
+    )
 
 
 def test_config_from_pretrained_dir(default_checkpoint):
-    config = GLiNERConfig.from_pretrained(default_checkpoint)
+    config = read_config(default_checkpoint)
     original = json.loads((default_checkpoint / "gliner_config.json").read_text())
     assert config.span_mode == original["span_mode"] and config.max_width == 4
     assert config.class_token_index == original["class_token_index"]
@@ -307,16 +346,28 @@ def test_legacy_checkpoint_without_tokenizer_or_token_fields(default_checkpoint,
     """gliner <= 0.2.2 style: only gliner_config.json + weights, no class_token_index / vocab_size /
     encoder_config: tokenizer and encoder config come from model_name, prompt tokens are added."""
     legacy = _legacy_checkpoint(
-        default_checkpoint, tmp_path / "legacy", class_token_index=None, vocab_size=None, encoder_config=None
+        default_checkpoint,
+        tmp_path / "legacy",
+        class_token_index=None,
+        vocab_size=None,
+        encoder_config=None,
     )
     for f in legacy.iterdir():
         if f.name not in ("gliner_config.json", "pytorch_model.bin"):
             f.unlink()
     ours = GLiNER.from_pretrained(legacy)
-    assert ours.config.class_token_index == GLiNERConfig.from_pretrained(default_checkpoint).class_token_index
+    assert (
+        ours.config.class_token_index
+        == read_config(default_checkpoint).class_token_index
+    )
     ref = ref_gliner.GLiNER.from_pretrained(str(legacy), local_files_only=True)
     _close(_ref_probs(ref), _probs(ours))
-    _close(_ref_probs(ref_gliner.GLiNER.from_pretrained(str(default_checkpoint), local_files_only=True)), _probs(ours))
+    _close(
+        _ref_probs(
+            ref_gliner.GLiNER.from_pretrained(str(default_checkpoint), local_files_only=True)
+        ),
+        _probs(ours),
+    )
 
 
 def test_legacy_has_rnn_false_checkpoint(reference_checkpoint, tmp_path):
@@ -326,7 +377,9 @@ def test_legacy_has_rnn_false_checkpoint(reference_checkpoint, tmp_path):
     legacy = _legacy_checkpoint(src, tmp_path / "legacy", num_rnn_layers=None, has_rnn=False)
     ours = GLiNER.from_pretrained(legacy)
     assert ours.config.num_rnn_layers == 0 and not hasattr(ours.model, "rnn")
-    _close(_ref_probs(ref_gliner.GLiNER.from_pretrained(str(src), local_files_only=True)), _probs(ours))
+    _close(
+        _ref_probs(ref_gliner.GLiNER.from_pretrained(str(src), local_files_only=True)), _probs(ours)
+    )
 
 
 def test_config_rnn_count_disagrees_with_weights(reference_checkpoint, tmp_path, caplog):
@@ -335,12 +388,16 @@ def test_config_rnn_count_disagrees_with_weights(reference_checkpoint, tmp_path,
     with caplog.at_level("WARNING", logger="spacy_gliner"):
         ours = GLiNER.from_pretrained(bad)
     assert ours.config.num_rnn_layers == 2 and "following the weights" in caplog.text
-    _close(_ref_probs(ref_gliner.GLiNER.from_pretrained(str(src), local_files_only=True)), _probs(ours))
+    _close(
+        _ref_probs(ref_gliner.GLiNER.from_pretrained(str(src), local_files_only=True)), _probs(ours)
+    )
 
 
 # --------------------------------------------------------------------------- fresh models
 def test_gliner_from_config_with_local_encoder(bert_dir):
-    config = GLiNERConfig(model_name=str(bert_dir), hidden_size=48, max_width=4, span_mode="markerV1", dropout=0.0)
+    config = GLiNERConfig(
+        model_name=str(bert_dir), hidden_size=48, max_width=4, span_mode="markerV1", dropout=0.0
+    )
     model = GLiNER(config)
     assert config.class_token_index == -1  # the caller's config is not modified
     assert model.config.class_token_index == len(model.tokenizer) - 2
@@ -350,7 +407,10 @@ def test_gliner_from_config_with_local_encoder(bert_dir):
 
     pretrained = AutoModel.from_pretrained(str(bert_dir))
     ours = model.model.token_rep_layer.bert_layer.model
-    assert torch.equal(ours.encoder.layer[0].attention.self.query.weight, pretrained.encoder.layer[0].attention.self.query.weight)
+    assert torch.equal(
+        ours.encoder.layer[0].attention.self.query.weight,
+        pretrained.encoder.layer[0].attention.self.query.weight,
+    )
     assert ours.embeddings.word_embeddings.weight.shape[0] == pretrained.config.vocab_size + 3
     words = [WORD_RE.findall(t) for t in TEXTS]
     batch = model.prompts.encode(words, [LABELS] * len(words))
@@ -363,18 +423,33 @@ def test_gliner_from_config_with_local_encoder(bert_dir):
 
 
 def test_gliner_from_config_bi_encoder(bert_dir, labels_bert_dir):
-    model = GLiNER(GLiNERConfig(model_name=str(bert_dir), labels_encoder=str(labels_bert_dir), hidden_size=32, max_width=4))
+    model = GLiNER(
+        GLiNERConfig(
+            model_name=str(bert_dir),
+            labels_encoder=str(labels_bert_dir),
+            hidden_size=32,
+            max_width=4,
+        )
+    )
     probs = _probs(model)
     assert [p.shape for p in probs] == [(len(WORD_RE.findall(t)), 4, len(LABELS)) for t in TEXTS]
 
 
 def test_gliner_from_config_random_encoder(bert_dir):
-    model = GLiNER(GLiNERConfig(model_name=str(bert_dir), hidden_size=32, max_width=4), pretrained_encoder=False)
+    model = GLiNER(
+        GLiNERConfig(model_name=str(bert_dir), hidden_size=32, max_width=4),
+        pretrained_encoder=False,
+    )
     assert _probs(model)[0].shape[1:] == (4, len(LABELS))
 
 
 # --------------------------------------------------------------------------- hub ids, offline
-def _fake_hub_cache(cache: Path, repo_id: str, checkpoint: Path, revision: str = "0123456789abcdef0123456789abcdef01234567"):
+def _fake_hub_cache(
+    cache: Path,
+    repo_id: str,
+    checkpoint: Path,
+    revision: str = "0123456789abcdef0123456789abcdef01234567",
+):
     """The huggingface_hub cache layout: models--org--name/{refs/main, snapshots/<rev>/<files>}."""
     repo = cache / ("models--" + repo_id.replace("/", "--"))
     snapshot = repo / "snapshots" / revision
@@ -391,14 +466,23 @@ def test_hub_id_from_cache_offline(default_checkpoint, tmp_path, monkeypatch):
     expected = _probs(GLiNER.from_pretrained(default_checkpoint))
     # local_files_only=True, no env
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    _identical(_probs(GLiNER.from_pretrained("someorg/tiny-gliner", cache_dir=cache, local_files_only=True)), expected)
+    _identical(
+        _probs(
+            GLiNER.from_pretrained("someorg/tiny-gliner", cache_dir=cache, local_files_only=True)
+        ),
+        expected,
+    )
     # HF_HUB_OFFLINE=1 alone
     _offline(monkeypatch)
     _identical(_probs(GLiNER.from_pretrained("someorg/tiny-gliner", cache_dir=cache)), expected)
-    assert GLiNERConfig.from_pretrained("someorg/tiny-gliner", cache_dir=cache).span_mode == "markerV0"
+    assert (
+        read_config("someorg/tiny-gliner", cache_dir=cache).span_mode == "markerV0"
+    )
     # the spaCy component with a hub id
     nlp = spacy.blank("en")
-    nlp.add_pipe("gliner", config={"model": "someorg/tiny-gliner", "cache_dir": str(cache), "labels": LABELS})
+    nlp.add_pipe(
+        "gliner", config={"model": "someorg/tiny-gliner", "cache_dir": str(cache), "labels": LABELS}
+    )
     nlp(_doc(nlp, TEXTS[0]))
     _identical(_probs(nlp.get_pipe("gliner").gliner), expected)
     # the HF_HOME-style default cache (HF_HUB_CACHE) without cache_dir

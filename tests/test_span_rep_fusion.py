@@ -1,11 +1,12 @@
 """Parity of span representation and fusion layers with the reference gliner==0.2.29 modules."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from spacy_gliner.modeling.fusion import CrossFuser, LayersFuser
-from spacy_gliner.modeling.span_rep import SPAN_MODES, MarkerV0, SpanRepLayer
+from spacy_gliner.model.fusion import CrossFuser, LayersFuser
+from spacy_gliner.model.span_rep import SPAN_MODES, MarkerV0, SpanRepLayer
 
 ref_span_rep = pytest.importorskip("gliner.modeling.span_rep")
 ref_layers = pytest.importorskip("gliner.modeling.layers")
@@ -44,8 +45,18 @@ def _sync(ours: torch.nn.Module, ref: torch.nn.Module) -> None:
 
 def test_span_modes_listed():
     assert set(SPAN_MODES) == {
-        "markerV0", "marker", "markerV1", "markerV2", "query", "mlp", "cat",
-        "conv_conv", "conv_max", "conv_mean", "conv_sum", "conv_share",
+        "markerV0",
+        "marker",
+        "markerV1",
+        "markerV2",
+        "query",
+        "mlp",
+        "cat",
+        "conv_conv",
+        "conv_max",
+        "conv_mean",
+        "conv_sum",
+        "conv_share",
     }
 
 
@@ -84,7 +95,7 @@ def test_init_scheme():
     q = SpanRepLayer("query", D, K, 0.1).span_rep_layer.query_seg
     assert q.shape == (D, K) and q.abs().max() <= 1.0
     w = SpanRepLayer("conv_share", D, K, 0.1).span_rep_layer.conv_weigth
-    bound = (2.0 ** 0.5) * (3.0 / (D * K)) ** 0.5  # kaiming_uniform, relu gain, fan_in = D*K
+    bound = (2.0**0.5) * (3.0 / (D * K)) ** 0.5  # kaiming_uniform, relu gain, fan_in = D*K
     assert w.abs().max() <= bound
 
 
@@ -120,7 +131,9 @@ def _fusion_inputs():
 def test_cross_fuser_parity(schema: str, num_layers: int):
     torch.manual_seed(0)
     ours = CrossFuser(D, num_heads=4, num_layers=num_layers, dropout=0.1, schema=schema.split("-"))
-    ref = ref_layers.CrossFuser(D, D, num_heads=4, num_layers=num_layers, dropout=0.1, schema=schema)
+    ref = ref_layers.CrossFuser(
+        D, D, num_heads=4, num_layers=num_layers, dropout=0.1, schema=schema
+    )
     _sync(ours, ref)
     labels, words, labels_mask, words_mask = _fusion_inputs()
     with torch.no_grad():

@@ -1,18 +1,21 @@
 """The fast paths compute what plain autograd computes: the markerV0 span-logit node (training) and
 loop (inference), CPU dropout from random bits, and the swap of every dropout module."""
+
 import pytest
 import torch
 
-from spacy_gliner.modeling import span_scores
-from spacy_gliner.modeling.dropout import FastDropout, keep_mask, use_fast_dropout
-from spacy_gliner.modeling.span_scores import marker_span_logits, marker_span_logits_inference
+from spacy_gliner.model import marker_scores as span_scores
+from spacy_gliner.model.dropout import FastDropout, keep_mask, use_fast_dropout
+from spacy_gliner.model.marker_scores import marker_span_logits, marker_span_logits_inference
 
 B, W, H, C, K = 3, 7, 16, 4, 5
 
 
 def _autograd_logits(start, end, labels, keep=None):
     padded = torch.cat([end, end.new_zeros(B, K - 1, H)], 1)
-    hidden = torch.relu(start[:, :, None] + padded.unfold(1, K, 1).transpose(-1, -2))  # [B, W, K, H]
+    hidden = torch.relu(
+        start[:, :, None] + padded.unfold(1, K, 1).transpose(-1, -2)
+    )  # [B, W, K, H]
     if keep is not None:
         hidden = hidden * keep
     return torch.einsum("bwkh,bch->bwkc", hidden, labels)
@@ -20,7 +23,10 @@ def _autograd_logits(start, end, labels, keep=None):
 
 def _inputs():
     torch.manual_seed(0)
-    return [torch.randn(*shape, dtype=torch.float64, requires_grad=True) for shape in ((B, W, H), (B, W, H), (B, C, H))]
+    return [
+        torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+        for shape in ((B, W, H), (B, W, H), (B, C, H))
+    ]
 
 
 # Cells whose end lies past W are never spans (the loss masks them): compare the others.
@@ -39,7 +45,9 @@ def test_marker_span_logits_equal_autograd(monkeypatch, chunk_bytes):
     ref_grads = torch.autograd.grad((ref * weights).sum(), (start, end, labels))
     for got, want in zip(grads, ref_grads):
         assert torch.allclose(got, want, atol=1e-12)
-    assert torch.autograd.gradcheck(lambda s, e, l: marker_span_logits(s, e, l, K, 0.0) * VALID, (start, end, labels))
+    assert torch.autograd.gradcheck(
+        lambda s, e, l: marker_span_logits(s, e, l, K, 0.0) * VALID, (start, end, labels)
+    )
 
 
 @pytest.mark.parametrize("chunk_bytes", [span_scores.CHUNK_BYTES, 1, 2 * H * 8 * B])
@@ -51,7 +59,9 @@ def test_marker_span_logits_inference_equal_autograd(monkeypatch, chunk_bytes):
     assert torch.allclose(ours, _autograd_logits(start, end, labels), atol=1e-12)
     wide = marker_span_logits_inference(start, end, labels, W + 3)  # widths longer than the text
     assert torch.allclose(wide[:, :, :K], ours, atol=1e-12)
-    assert torch.allclose(wide[:, :, W:], wide[:, :, W : W + 1].expand_as(wide[:, :, W:]), atol=1e-12)
+    assert torch.allclose(
+        wide[:, :, W:], wide[:, :, W : W + 1].expand_as(wide[:, :, W:]), atol=1e-12
+    )
 
 
 def test_marker_span_logits_dropout_matches_its_mask(monkeypatch):
@@ -114,11 +124,16 @@ def test_use_fast_dropout_swaps_every_dropout_and_keeps_the_state_dict(bert_dir)
 def test_training_forward_equals_eval_forward_without_dropout(bert_dir):
     """With dropout 0, the training path (custom span node) gives the inference path's logits on
     every real span, and gradients flow to every head."""
-    from spacy_gliner.registry import encoder_loader
+    from spacy_gliner.component.registry import encoder_loader
 
     gliner = encoder_loader(str(bert_dir), hidden_size=32, max_width=4, dropout=0.0)()
-    words = [["barack", "obama", "visited", "paris"], ["john", "smith", "works", "at", "google", "in", "london"]]
-    inputs = gliner.prompts.encode(words, [["person", "location"], ["person", "organization", "location"]])
+    words = [
+        ["barack", "obama", "visited", "paris"],
+        ["john", "smith", "works", "at", "google", "in", "london"],
+    ]
+    inputs = gliner.prompts.encode(
+        words, [["person", "location"], ["person", "organization", "location"]]
+    )
     model = gliner.model.eval()
     with torch.no_grad():
         eval_logits, word_mask, _ = model(**inputs)
@@ -133,7 +148,11 @@ def test_training_forward_equals_eval_forward_without_dropout(bert_dir):
     valid = (ends[None] < word_mask.sum(-1)[:, None, None])[..., None]
     assert torch.allclose(train_logits * valid, eval_logits * valid, atol=1e-5)
     (train_logits * valid).sum().backward()
-    for name in ("span_rep_layer.span_rep_layer.project_start.0.weight", "span_rep_layer.span_rep_layer.out_project.0.weight",
-                 "span_rep_layer.span_rep_layer.out_project.3.weight", "prompt_rep_layer.0.weight"):
+    for name in (
+        "span_rep_layer.span_rep_layer.project_start.0.weight",
+        "span_rep_layer.span_rep_layer.out_project.0.weight",
+        "span_rep_layer.span_rep_layer.out_project.3.weight",
+        "prompt_rep_layer.0.weight",
+    ):
         param = dict(model.named_parameters())[name]
         assert param.grad is not None and param.grad.abs().sum() > 0, name

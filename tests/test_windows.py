@@ -1,23 +1,31 @@
 """Long documents and many labels: window planning, span ownership, label groups (tiny models)."""
+
 from __future__ import annotations
 
 import random
-from typing import List
 
 import numpy as np
 import pytest
 import torch
-
 from helpers import WORDS
+
 from spacy_gliner import GLiNER
-from spacy_gliner.inference import LabelSet, Predictor
-from spacy_gliner.windows import Window, owned_cells, plan_label_groups, plan_windows, unscored_spans
+from spacy_gliner.engine import Engine, EngineOptions, LabelSet
+from spacy_gliner.engine.labels import plan_label_groups
+from spacy_gliner.engine.windows import (
+    Window,
+    owned_cells,
+    plan_windows,
+    unscored_spans,
+)
 
 LABELS = ["person", "location"]
 
 
 # ------------------------------------------------------------------------------------ pure planning
-def _check_windows(windows: List[Window], counts: np.ndarray, budget: int, max_words: int, overlap: int) -> None:
+def _check_windows(
+    windows: list[Window], counts: np.ndarray, budget: int, max_words: int, overlap: int
+) -> None:
     n = len(counts)
     assert windows[0].start == 0 and windows[-1].end == n
     for w in windows:
@@ -33,8 +41,16 @@ def test_plan_windows_respects_budget_words_and_overlap(seed):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 3000))
     counts = rng.integers(0, 5, size=n)
-    budget, max_words, overlap = int(rng.integers(40, 300)), int(rng.integers(30, 200)), int(rng.integers(4, 13))
-    sents = sorted(rng.choice(n, size=min(n, n // 15 + 1), replace=False).tolist()) if seed % 2 else None
+    budget, max_words, overlap = (
+        int(rng.integers(40, 300)),
+        int(rng.integers(30, 200)),
+        int(rng.integers(4, 13)),
+    )
+    sents = (
+        sorted(rng.choice(n, size=min(n, n // 15 + 1), replace=False).tolist())
+        if seed % 2
+        else None
+    )
     windows = plan_windows(counts, budget, max_words, overlap, sents)
     _check_windows(windows, counts, budget, max_words, overlap)
     # every span of up to `overlap` words lies inside some window
@@ -114,13 +130,21 @@ def ours(default_checkpoint) -> GLiNER:
     return GLiNER.from_pretrained(default_checkpoint)
 
 
-def _doc_words(n: int, seed: int = 0) -> List[str]:
+def _doc_words(n: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     return [rng.choice(WORDS) for _ in range(n)]
 
 
 def _cells(result) -> dict:
-    return {(s, e, l): p for s, e, l, p in zip(result.starts.tolist(), result.ends.tolist(), result.labels.tolist(), result.scores.tolist())}
+    return {
+        (s, e, l): p
+        for s, e, l, p in zip(
+            result.starts.tolist(),
+            result.ends.tolist(),
+            result.labels.tolist(),
+            result.scores.tolist(),
+        )
+    }
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +153,7 @@ def long_doc(ours):
     (every cell kept), plus the predictor that did it."""
     words = _doc_words(6000)
     words[5000] = "obama"
-    predictor = Predictor(ours, batch_size=8)
+    predictor = Engine(ours, EngineOptions(batch_size=8))
     result = predictor([words], LabelSet.from_labels(LABELS), thresholds=0.0)[0]
     return words, predictor, result
 
@@ -147,12 +171,14 @@ def test_long_document_every_cell_scored_once(long_doc, ours):
 
 def _owner(predictor, words, start, end):
     labels = LabelSet.from_labels(LABELS)
-    plan = predictor._label_plan(labels)
-    windows, _ = predictor.plan([words], plan.longest_prompt)
-    windows = windows[0]
+    windows = predictor.plan_windows([words], labels)[0]
     K = predictor.max_width
     for j, w in enumerate(windows):
-        if w.start <= start and end < w.end and owned_cells(windows, j, len(words), K)[start - w.start, end - start]:
+        if (
+            w.start <= start
+            and end < w.end
+            and owned_cells(windows, j, len(words), K)[start - w.start, end - start]
+        ):
             return windows, j
     raise AssertionError("no owner")
 
@@ -162,15 +188,25 @@ def test_entity_at_word_5000_found_with_its_window_score(long_doc, ours):
     windows, j = _owner(predictor, words, 5000, 5000)
     win = windows[j]
     assert win.start > 384
-    alone = Predictor(ours, batch_size=1)([words[win.start : win.end]], LabelSet.from_labels(LABELS), thresholds=0.0)[0]
+    alone = Engine(ours, EngineOptions(batch_size=1))(
+        [words[win.start : win.end]], LabelSet.from_labels(LABELS), thresholds=0.0
+    )[0]
     assert alone.num_windows == 1
     doc_cells, win_cells = _cells(result), _cells(alone)
     for label in range(len(LABELS)):
-        assert abs(doc_cells[(5000, 5000, label)] - win_cells[(5000 - win.start, 5000 - win.start, label)]) <= 1e-5
+        assert (
+            abs(
+                doc_cells[(5000, 5000, label)]
+                - win_cells[(5000 - win.start, 5000 - win.start, label)]
+            )
+            <= 1e-5
+        )
     # Found: under nested multi-label decoding a one-word span never conflicts, so it is selected
     # whenever it clears the threshold.
     score = doc_cells[(5000, 5000, 0)]
-    above = Predictor(ours, batch_size=8)([words], LabelSet.from_labels(LABELS), thresholds=score - 1e-4)[0]
+    above = Engine(ours, EngineOptions(batch_size=8))(
+        [words], LabelSet.from_labels(LABELS), thresholds=score - 1e-4
+    )[0]
     hits = [s for s in above.decode(flat_ner=False, multi_label=True) if s[:3] == (5000, 5000, 0)]
     assert len(hits) == 1 and abs(hits[0][3] - score) <= 1e-5
 
@@ -178,23 +214,32 @@ def test_entity_at_word_5000_found_with_its_window_score(long_doc, ours):
 def test_span_straddling_a_window_cut_found_once(long_doc, ours):
     words, predictor, result = long_doc
     labels = LabelSet.from_labels(LABELS)
-    windows, _ = predictor.plan([words], predictor._label_plan(labels).longest_prompt)
-    windows = windows[0]
+    windows = predictor.plan_windows([words], labels)[0]
     a, b = windows[3], windows[4]
     assert a.end > b.start  # overlapping
     # A two-word span across window 3's last word: only inside window 4 ...
     start = a.end - 1
     doc_cells = _cells(result)
-    alone_b = Predictor(ours, batch_size=1)([words[b.start : b.end]], labels, thresholds=0.0)[0]
-    assert abs(doc_cells[(start, start + 1, 1)] - _cells(alone_b)[(start - b.start, start + 1 - b.start, 1)]) <= 1e-5
+    alone_b = Engine(ours, EngineOptions(batch_size=1))([words[b.start : b.end]], labels, thresholds=0.0)[0]
+    assert (
+        abs(
+            doc_cells[(start, start + 1, 1)]
+            - _cells(alone_b)[(start - b.start, start + 1 - b.start, 1)]
+        )
+        <= 1e-5
+    )
     # ... and a span inside the overlap is scored by both windows but reported once.
     mid = (b.start + a.end) // 2
-    hits = [c for c in zip(result.starts.tolist(), result.ends.tolist(), result.labels.tolist()) if c == (mid, mid + 1, 0)]
+    hits = [
+        c
+        for c in zip(result.starts.tolist(), result.ends.tolist(), result.labels.tolist())
+        if c == (mid, mid + 1, 0)
+    ]
     assert len(hits) == 1
     # Decoded once at a threshold just under its score (nested + multi-label: a lone 1-word span
     # cannot conflict).
     score = doc_cells[(mid, mid, 0)]
-    above = Predictor(ours, batch_size=8)([words], labels, thresholds=score - 1e-4)[0]
+    above = Engine(ours, EngineOptions(batch_size=8))([words], labels, thresholds=score - 1e-4)[0]
     decoded = [s for s in above.decode(False, True) if s[:3] == (mid, mid, 0)]
     assert len(decoded) == 1
     flat = above.decode(True, False)
@@ -202,21 +247,25 @@ def test_span_straddling_a_window_cut_found_once(long_doc, ours):
 
 
 def test_long_label_prompts_shrink_windows_to_the_budget(ours):
-    predictor = Predictor(ours, batch_size=4)
+    predictor = Engine(ours, EngineOptions(batch_size=4))
     long_labels = {f"l{i}": " ".join(_doc_words(60, seed=i)) for i in range(3)}
     labels = LabelSet.from_labels(long_labels)
     seen = []
     enc = ours.model.token_rep_layer.bert_layer.model
-    handle = enc.register_forward_pre_hook(lambda m, args, kw: seen.append(tuple((args[0] if args else kw["input_ids"]).shape)), with_kwargs=True)
+    handle = enc.register_forward_pre_hook(
+        lambda m, args, kw: seen.append(tuple((args[0] if args else kw["input_ids"]).shape)),
+        with_kwargs=True,
+    )
     try:
         words = _doc_words(1500, seed=3)
         result = predictor([words], labels, thresholds=0.5)[0]
     finally:
         handle.remove()
-    plan = predictor._label_plan(labels)
+    plan = predictor.label_plan(labels)
     assert plan.longest_prompt > 150
     assert all(t <= predictor.max_tokens for _, t in seen)
-    windows, counts = predictor.plan([words], plan.longest_prompt)
+    windows = predictor.plan_windows([words], labels)
+    counts = [ours.prompts.word_token_counts(words)]
     for w in windows[0]:
         assert counts[0][w.start : w.end].sum() + plan.longest_prompt + 2 <= predictor.max_tokens
     assert result.num_windows == len(windows[0]) > 3
@@ -224,10 +273,10 @@ def test_long_label_prompts_shrink_windows_to_the_budget(ours):
 
 def test_many_labels_are_grouped_and_all_scored(ours):
     labels = LabelSet.from_labels([f"{w} {i}" for i, w in enumerate(_doc_words(1000, seed=5))])
-    predictor = Predictor(ours, batch_size=16)
-    words = "barack obama visited paris and london".split()
+    predictor = Engine(ours, EngineOptions(batch_size=16))
+    words = ["barack", "obama", "visited", "paris", "and", "london"]
     result = predictor([words], labels, thresholds=0.0)[0]
-    plan = predictor._label_plan(labels)
+    plan = predictor.label_plan(labels)
     assert sorted(i for g in plan.groups for i in g) == list(range(1000))
     assert result.num_label_groups == len(plan.groups) >= 1000 // ours.config.max_types
     n, K = len(words), ours.config.max_width
@@ -242,10 +291,10 @@ def test_grouping_bi_encoder_does_not_change_scores(reference_checkpoint):
     model = GLiNER.from_pretrained(ckpt)
     labels = LabelSet.from_labels(["person", "location", "organization", "city", "date"])
     texts = [_doc_words(30, seed=s) for s in range(4)] + [_doc_words(900, seed=9)]
-    whole = Predictor(model, batch_size=4)(texts, labels, thresholds=0.0)
-    grouped_predictor = Predictor(model, batch_size=4, max_labels_per_pass=2)
+    whole = Engine(model, EngineOptions(batch_size=4))(texts, labels, thresholds=0.0)
+    grouped_predictor = Engine(model, EngineOptions(batch_size=4, max_labels_per_pass=2))
     grouped = grouped_predictor(texts, labels, thresholds=0.0)
-    assert len(grouped_predictor._label_plan(labels).groups) == 3
+    assert len(grouped_predictor.label_plan(labels).groups) == 3
     for a, b in zip(whole, grouped):
         assert b.num_label_groups == 3 and a.num_label_groups == 1
         assert np.array_equal(a.starts, b.starts) and np.array_equal(a.ends, b.ends)
@@ -256,7 +305,7 @@ def test_grouping_bi_encoder_does_not_change_scores(reference_checkpoint):
 def test_bi_encoder_label_vectors_cached_and_refreshed_after_training(reference_checkpoint):
     ckpt = reference_checkpoint(labels_encoder="labels_bert")
     model = GLiNER.from_pretrained(ckpt)
-    predictor = Predictor(model)
+    predictor = Engine(model)
     labels = LabelSet.from_labels(["person", "location"])
     calls = []
     encoder = model.model.token_rep_layer.labels_encoder
@@ -269,6 +318,7 @@ def test_bi_encoder_label_vectors_cached_and_refreshed_after_training(reference_
         with torch.no_grad():
             for p in encoder.parameters():
                 p.add_(0.5)
+        predictor.clear_cache()  # what a training step does after changing the weights
         again = predictor(words, labels, thresholds=0.0)
         assert len(calls) == 2
         assert not np.allclose(first[0].scores, again[0].scores)
@@ -277,8 +327,7 @@ def test_bi_encoder_label_vectors_cached_and_refreshed_after_training(reference_
 
 
 def test_tiny_budget_reports_unscored_spans(ours, caplog):
-    predictor = Predictor(ours)
-    predictor.max_tokens = 8  # windows of 3 words: 4-word spans fit nowhere
+    predictor = Engine(ours, EngineOptions(max_tokens=8))  # windows of 3 words: 4-word spans fit nowhere
     words = _doc_words(40, seed=2)
     with caplog.at_level("WARNING", logger="spacy_gliner"):
         result = predictor([words], LabelSet.from_labels(["person"]), thresholds=0.0)[0]
@@ -288,8 +337,7 @@ def test_tiny_budget_reports_unscored_spans(ours, caplog):
 
 
 def test_overlong_word_gets_a_window_of_its_own(ours):
-    predictor = Predictor(ours)
-    predictor.max_tokens = 60
+    predictor = Engine(ours, EngineOptions(max_tokens=60))
     words = ["barack", "abcdefghij" * 9, "obama"]  # 90 sub-tokens in one word
     result = predictor([words], LabelSet.from_labels(["person"]), thresholds=0.0)[0]
     assert result.num_windows == 3
@@ -299,12 +347,14 @@ def test_overlong_word_gets_a_window_of_its_own(ours):
 
 def test_truncation_matches_the_tokenizer(ours):
     """A window past the encoder limit is cut like the tokenizer's own truncation would cut it."""
-    predictor = Predictor(ours)
+    predictor = Engine(ours)
     words = _doc_words(700, seed=4)
     labels = LabelSet.from_labels(LABELS)
-    plan = predictor._label_plan(labels)
-    tokens = predictor._tokenize([words])
-    inputs, cut = predictor._assemble([(tokens[0], 0, 700, 0)], plan)
+    plan = predictor.label_plan(labels)
+    from spacy_gliner.io.tokenizers import Row
+
+    tokens = ours.prompts.tokenize_words([words])
+    inputs, (cut,) = ours.prompts.assemble([Row(tokens[0], 0, 700, plan.prompt_ids[0])], predictor.max_tokens)
     expected = ours.prompts.encode([words], [list(labels.prompts)])
     assert inputs["input_ids"].shape[1] == predictor.max_tokens
     assert cut == 700 - (predictor.max_tokens - 2 - len(plan.prompt_ids[0]))
@@ -317,9 +367,9 @@ def test_window_words_caps_windows_and_still_scores_every_cell(ours):
     still every cell of the document scored exactly once, each with its owning window's score."""
     words = _doc_words(400, seed=3)
     starts = list(range(0, 400, 17))  # sentence starts every 17 words
-    predictor = Predictor(ours, batch_size=8, window_words=48)
+    predictor = Engine(ours, EngineOptions(batch_size=8, window_words=48))
     labels = LabelSet.from_labels(LABELS)
-    windows, _ = predictor.plan([words], predictor._label_plan(labels).longest_prompt, [starts])
+    windows = predictor.plan_windows([words], labels, [starts])
     assert len(windows[0]) > 8 and all(w.end - w.start <= 48 for w in windows[0])
     result = predictor([words], labels, thresholds=0.0, sentence_starts=[starts])[0]
     n, K = len(words), ours.config.max_width
@@ -328,7 +378,9 @@ def test_window_words_caps_windows_and_still_scores_every_cell(ours):
     assert result.num_windows == len(windows[0]) and result.unscored_spans == 0
     # a cell's score is the one its owning window gives when run alone
     w = windows[0][3]
-    alone = _cells(Predictor(ours, batch_size=8)([words[w.start : w.end]], labels, thresholds=0.0)[0])
+    alone = _cells(
+        Engine(ours, EngineOptions(batch_size=8))([words[w.start : w.end]], labels, thresholds=0.0)[0]
+    )
     owned = owned_cells(windows[0], 3, n, K)
     for (s, e, l), p in alone.items():
         if owned[s, e - s]:
@@ -337,15 +389,19 @@ def test_window_words_caps_windows_and_still_scores_every_cell(ours):
 
 def test_window_words_must_exceed_the_overlap(ours):
     with pytest.raises(ValueError, match="window_words"):
-        Predictor(ours, window_words=ours.config.max_width)
+        Engine(ours, EngineOptions(window_words=ours.config.max_width))
 
 
 def test_window_words_setting_of_the_component(default_checkpoint):
     import spacy
 
     nlp = spacy.blank("en")
-    nlp.add_pipe("gliner", config={"model": str(default_checkpoint), "labels": LABELS, "window_words": 40})
+    nlp.add_pipe(
+        "gliner", config={"model": str(default_checkpoint), "labels": LABELS, "window_words": 40}
+    )
     doc = nlp(" ".join(_doc_words(200, seed=4)))
     assert doc._.gliner_windows >= 5
     with pytest.raises(ValueError, match="window_words"):
-        spacy.blank("en").add_pipe("gliner", config={"labels": LABELS, "window_words": 20, "window_overlap": 20})
+        spacy.blank("en").add_pipe(
+            "gliner", config={"labels": LABELS, "window_words": 20, "window_overlap": 20}
+        )

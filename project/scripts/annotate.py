@@ -1,4 +1,5 @@
 """Annotate sample text with a trained pipeline and print the entities."""
+
 import sys
 
 import spacy

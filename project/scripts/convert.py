@@ -1,4 +1,5 @@
 """JSONL datasets -> corpus/train.spacy (training mixture), corpus/dev.spacy and corpus/dev_<set>.spacy."""
+
 import argparse
 import random
 from pathlib import Path
@@ -13,10 +14,21 @@ def load(data_dir: Path, name: str, split: str, vocab: Vocab, limit: int):
     path = data_dir / name / f"{split}.jsonl"
     if not path.exists():
         fallback = {"dev": ["test", "train_500shot"], "train": ["train_500shot"]}.get(split, [])
-        path = next((data_dir / name / f"{s}.jsonl" for s in fallback if (data_dir / name / f"{s}.jsonl").exists()), path)
+        path = next(
+            (
+                data_dir / name / f"{s}.jsonl"
+                for s in fallback
+                if (data_dir / name / f"{s}.jsonl").exists()
+            ),
+            path,
+        )
     if not path.exists():
-        raise SystemExit(f"Missing {path}: point vars.data_dir at converted JSONL (or run convert-raw).")
-    return list(read_jsonl_docs(path, vocab, prompt_labels(data_dir / name / "meta.json"), limit=limit))
+        raise SystemExit(
+            f"Missing {path}: point vars.data_dir at converted JSONL (or run convert-raw)."
+        )
+    return list(
+        read_jsonl_docs(path, vocab, prompt_labels(data_dir / name / "meta.json"), limit=limit)
+    )
 
 
 def main() -> None:
@@ -26,8 +38,12 @@ def main() -> None:
     parser.add_argument("--train-sets", default="")
     parser.add_argument("--eval-sets", default="")
     parser.add_argument("--recipe", default="demo", choices=["demo", "full"])
-    parser.add_argument("--train-limit", type=int, default=600, help="per training set, demo recipe only")
-    parser.add_argument("--eval-limit", type=int, default=300, help="per evaluation set, demo recipe only")
+    parser.add_argument(
+        "--train-limit", type=int, default=600, help="per training set, demo recipe only"
+    )
+    parser.add_argument(
+        "--eval-limit", type=int, default=300, help="per evaluation set, demo recipe only"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     full = args.recipe == "full"

@@ -1,4 +1,5 @@
 """Evaluate a trained pipeline per dataset, and zero-shot on label sets it never saw in training."""
+
 import argparse
 import json
 from pathlib import Path
@@ -20,8 +21,14 @@ def score(nlp, path: Path, zero_shot: bool):
         scores = nlp.evaluate(examples, batch_size=64)
     finally:
         pipe.set_labels(trained)
-    return {"zero_shot": zero_shot, "labels": labels, "ents_p": scores["ents_p"], "ents_r": scores["ents_r"],
-            "ents_f": scores["ents_f"], "ents_per_type": scores["ents_per_type"]}
+    return {
+        "zero_shot": zero_shot,
+        "labels": labels,
+        "ents_p": scores["ents_p"],
+        "ents_r": scores["ents_r"],
+        "ents_f": scores["ents_f"],
+        "ents_per_type": scores["ents_per_type"],
+    }
 
 
 def main() -> None:
@@ -40,7 +47,9 @@ def main() -> None:
     for names, zero in ((args.sets, False), (args.zero_shot, True)):
         for name in filter(None, names.split(",")):
             results[name] = score(nlp, args.corpus / f"dev_{name}.spacy", zero)
-            print(f"{name:22s} {'zero-shot' if zero else 'in-domain':9s}  F1 {100 * results[name]['ents_f']:.1f}")
+            print(
+                f"{name:22s} {'zero-shot' if zero else 'in-domain':9s}  F1 {100 * results[name]['ents_f']:.1f}"
+            )
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "scores.json").write_text(json.dumps(results, indent=2))
 

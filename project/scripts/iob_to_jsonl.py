@@ -1,5 +1,6 @@
 """Convert downloaded CoNLL / IOB files (token<TAB or SPACE>tag, blank line between sentences) to
 the token-span JSONL format used by `convert`: assets/raw/<set>_<split>.txt -> <out>/<set>/<split>.jsonl."""
+
 import json
 import sys
 from pathlib import Path

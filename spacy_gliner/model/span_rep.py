@@ -4,9 +4,11 @@ Every layer maps contextual word vectors ``words [B, W, D]`` (and, for the marke
 span indices ``span_idx [B, W*K, 2]``, start-major, width-minor) to span vectors ``[B, W, K, D]``.
 Parameter names follow published checkpoints (``span_rep_layer.span_rep_layer.*``), typos included.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -72,7 +74,9 @@ class MarkerV0(_Marker):
         """
         first: nn.Linear = self.out_project[0]
         D = words.size(-1)
-        start = F.linear(self.project_start(words).relu(), first.weight[:, :D], first.bias)  # [B, W, 4D]
+        start = F.linear(
+            self.project_start(words).relu(), first.weight[:, :D], first.bias
+        )  # [B, W, 4D]
         end = F.linear(self.project_end(words).relu(), first.weight[:, D:])  # [B, W, 4D]
         return start, end
 
@@ -218,7 +222,9 @@ class SpanConv(nn.Module):
 
     def forward(self, words: Tensor, span_idx: Optional[Tensor] = None) -> Tensor:
         x = words.transpose(1, 2)  # [B, D, W]
-        reps = [words] + [self._window(F.pad(x, (0, k)), k).transpose(1, 2) for k in range(1, self.max_width)]
+        reps = [words] + [
+            self._window(F.pad(x, (0, k)), k).transpose(1, 2) for k in range(1, self.max_width)
+        ]
         return self.project(torch.stack(reps, dim=-2))  # [B, W, K, D]
 
 
@@ -228,7 +234,9 @@ class ConvShare(nn.Module):
     def __init__(self, hidden_size: int, max_width: int) -> None:
         super().__init__()
         self.max_width = max_width
-        self.conv_weigth = nn.Parameter(torch.empty(hidden_size, hidden_size, max_width))  # [D, D, K] (sic)
+        self.conv_weigth = nn.Parameter(
+            torch.empty(hidden_size, hidden_size, max_width)
+        )  # [D, D, K] (sic)
         nn.init.kaiming_uniform_(self.conv_weigth, nonlinearity="relu")
         self.project = nn.Sequential(nn.ReLU(), nn.Linear(hidden_size, hidden_size))
 
@@ -253,7 +261,10 @@ _BUILDERS: dict[str, Callable[[int, int, float], nn.Module]] = {
     "query": lambda d, k, p: SpanQuery(d, k),
     "mlp": lambda d, k, p: SpanMLP(d, k),
     "cat": lambda d, k, p: SpanCat(d, k),
-    **{m: (lambda d, k, p, m=m: SpanConv(d, k, m)) for m in ("conv_conv", "conv_max", "conv_mean", "conv_sum")},
+    **{
+        m: (lambda d, k, p, m=m: SpanConv(d, k, m))
+        for m in ("conv_conv", "conv_max", "conv_mean", "conv_sum")
+    },
     "conv_share": lambda d, k, p: ConvShare(d, k),
 }
 
@@ -266,7 +277,9 @@ class SpanRepLayer(nn.Module):
     def __init__(self, span_mode: str, hidden_size: int, max_width: int, dropout: float) -> None:
         super().__init__()
         if span_mode not in _BUILDERS:
-            raise ValueError(f"Unknown span_mode {span_mode!r}; expected one of: {', '.join(SPAN_MODES)}")
+            raise ValueError(
+                f"Unknown span_mode {span_mode!r}; expected one of: {', '.join(SPAN_MODES)}"
+            )
         self.span_mode = span_mode
         self.max_width = max_width
         self.span_rep_layer = _BUILDERS[span_mode](hidden_size, max_width, dropout)

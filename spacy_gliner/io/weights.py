@@ -1,16 +1,19 @@
-"""Read and write checkpoints in the format the ``gliner`` package uses (local directory or hub id)."""
+"""Weights files in the format the ``gliner`` package writes: read, load strictly, save."""
+
 from __future__ import annotations
 
 import logging
 import os
 import re
+import stat
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 
-from .config import CONFIG_FILE, GLiNERConfig
+from ..model.config import GLiNERConfig
+from .errors import CheckpointError
 
 logger = logging.getLogger("spacy_gliner")
 
@@ -20,61 +23,15 @@ LABELS_TOKENIZER_DIR = "labels_tokenizer"
 _IGNORABLE_KEYS = re.compile(r"(^|\.)position_ids$")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint directory is incomplete or does not match its configuration."""
-
-
-def hub_offline(local_files_only: bool = False) -> bool:
-    """``local_files_only``, or ``HF_HUB_OFFLINE`` as set now (huggingface_hub reads it only at import)."""
-    return bool(local_files_only) or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-
-
-def resolve_checkpoint_dir(
-    name_or_path: Union[str, Path],
-    *,
-    cache_dir: Optional[Union[str, Path]] = None,
-    local_files_only: bool = False,
-    revision: Optional[str] = None,
-    token: Optional[str] = None,
-) -> Path:
-    """A local directory as is, otherwise a Hugging Face hub snapshot (downloaded into ``cache_dir``).
-
-    Offline mode (``HF_HUB_OFFLINE=1`` or ``local_files_only=True``) only looks in the cache.
-    """
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        if not (path / CONFIG_FILE).exists():
-            raise CheckpointError(
-                f"{path} has no {CONFIG_FILE}: it is not a GLiNER checkpoint directory (the gliner package "
-                "writes gliner_config.json plus model.safetensors or pytorch_model.bin)."
-            )
-        return path
-    if path.exists() or str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") > 1:
-        raise CheckpointError(f"GLiNER checkpoint directory {name_or_path} does not exist.")
-    from huggingface_hub import snapshot_download
-
-    offline = hub_offline(local_files_only)
-    try:
-        directory = snapshot_download(
-            str(name_or_path), cache_dir=cache_dir, local_files_only=offline, revision=revision, token=token
-        )
-    except Exception as err:  # huggingface_hub raises several error types here
-        hint = "it is not in the local cache (offline mode)" if offline else "the download failed"
-        raise CheckpointError(
-            f"Could not get GLiNER checkpoint {name_or_path!r} from the Hugging Face hub: {hint} "
-            f"({type(err).__name__}: {err}). Pass a local checkpoint directory instead, or set cache_dir "
-            "to where it was downloaded."
-        ) from err
-    return Path(directory)
-
-
-def read_state_dict(directory: Path) -> Dict[str, torch.Tensor]:
+def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
     for name in WEIGHT_FILES:
         path = directory / name
         if path.exists():
             try:
                 state_dict = _read_weights_file(path)
-            except Exception as err:  # torch / safetensors raise pickle, runtime or rust errors here
+            except (
+                Exception
+            ) as err:  # torch / safetensors raise pickle, runtime or rust errors here
                 raise CheckpointError(
                     f"Could not read the weights file {path} ({type(err).__name__}: {str(err)[:200]}). "
                     "The file is corrupt, truncated or not a GLiNER weights file."
@@ -84,10 +41,12 @@ def read_state_dict(directory: Path) -> Dict[str, torch.Tensor]:
             ):
                 raise CheckpointError(f"{path} does not hold a state dict of named tensors.")
             return state_dict
-    raise CheckpointError(f"{directory} holds no weights: expected one of {', '.join(WEIGHT_FILES)}.")
+    raise CheckpointError(
+        f"{directory} holds no weights: expected one of {', '.join(WEIGHT_FILES)}."
+    )
 
 
-def _read_weights_file(path: Path) -> Dict[str, torch.Tensor]:
+def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
     if path.name.endswith(".safetensors"):
         from safetensors import safe_open
 
@@ -103,13 +62,17 @@ def _read_weights_file(path: Path) -> Dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def rnn_layers_in(state_dict: Dict[str, torch.Tensor]) -> int:
+def rnn_layers_in(state_dict: dict[str, torch.Tensor]) -> int:
     """Number of BiLSTM layers stored in a state dict (0 when it has none)."""
-    layers = {int(m.group(1)) for k in state_dict if (m := re.match(r"rnn\.lstm\.weight_ih_l(\d+)$", k))}
+    layers = {
+        int(m.group(1)) for k in state_dict if (m := re.match(r"rnn\.lstm\.weight_ih_l(\d+)$", k))
+    }
     return max(layers) + 1 if layers else 0
 
 
-def load_weights_strict(model: torch.nn.Module, state_dict: Dict[str, torch.Tensor], source: str) -> None:
+def load_weights_strict(
+    model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str
+) -> None:
     """Load every weight; raise naming missing or unexpected keys (the reference silently ignores them)."""
     own = model.state_dict()
     missing = sorted(k for k in own if k not in state_dict and not _IGNORABLE_KEYS.search(k))
@@ -136,7 +99,11 @@ def _some(keys, limit: int = 20) -> str:
     return f"{keys[:limit]}{more}"
 
 
-def save_state_dict(model: torch.nn.Module, directory: Path, safe_serialization: bool = True) -> None:
+def save_state_dict(
+    model: torch.nn.Module, directory: Path, safe_serialization: bool = True, mode_like: Path | None = None
+) -> None:
+    """Write ``model.safetensors`` (or ``pytorch_model.bin``) and remove the other format. The file
+    gets the permissions of ``mode_like`` (safetensors writes 0600 through a temporary file)."""
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     if safe_serialization:
         from safetensors.torch import save_file
@@ -148,26 +115,14 @@ def save_state_dict(model: torch.nn.Module, directory: Path, safe_serialization:
         stale = directory / "model.safetensors"
     if stale.exists():
         stale.unlink()
+    written = directory / ("model.safetensors" if safe_serialization else "pytorch_model.bin")
+    if mode_like is not None and mode_like.exists():
+        os.chmod(written, stat.S_IMODE(os.stat(mode_like).st_mode))
 
 
-def load_tokenizer(directory: Path, fallback: str, hub_kwargs: Dict[str, Any], what: str = "tokenizer"):
-    """The checkpoint's own tokenizer files, or the encoder's (``model_name``) for older checkpoints."""
-    from transformers import AutoTokenizer
-
-    if (directory / "tokenizer_config.json").exists():
-        return AutoTokenizer.from_pretrained(str(directory), use_fast=True)
-    logger.info("%s has no %s files; loading the %s of %s", directory, what, what, fallback)
-    try:
-        return AutoTokenizer.from_pretrained(fallback, use_fast=True, **hub_kwargs)
-    except Exception as err:
-        raise CheckpointError(
-            f"{directory} has no {what} files and the {what} of its encoder {fallback!r} could not be loaded "
-            f"({type(err).__name__}: {err}). Save the {what} into the checkpoint directory or make {fallback!r} "
-            "available locally."
-        ) from err
-
-
-def warn_unused_layers(config: GLiNERConfig, state_dict: Dict[str, torch.Tensor], source: str) -> None:
+def warn_unused_layers(
+    config: GLiNERConfig, state_dict: dict[str, torch.Tensor], source: str
+) -> None:
     if config.documented_architecture:
         return
     if not config.is_bi_encoder and any(k.startswith("cross_fuser.") for k in state_dict):
@@ -178,4 +133,6 @@ def warn_unused_layers(config: GLiNERConfig, state_dict: Dict[str, torch.Tensor]
             stacklevel=3,
         )
     if config.is_bi_encoder and any(k.startswith("rnn.") for k in state_dict):
-        logger.info("%s: the reference bi-encoder never applies its LSTM; it is kept unused.", source)
+        logger.info(
+            "%s: the reference bi-encoder never applies its LSTM; it is kept unused.", source
+        )

@@ -1,4 +1,5 @@
 """Small building blocks shared by several heads."""
+
 from __future__ import annotations
 
 from typing import Optional

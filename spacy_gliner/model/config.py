@@ -1,16 +1,17 @@
 """``GLiNERConfig``: every field of the reference configuration, read and written as ``gliner_config.json``."""
+
 from __future__ import annotations
 
 import copy
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Optional, Union
 
 CONFIG_FILE = "gliner_config.json"
 SUBTOKEN_POOLING = ("first", "last", "mean", "max")
 # Fields the reference writes but that our span model does not use; kept so they round-trip.
-_PASSTHROUGH_DEFAULTS: Dict[str, Any] = {
+_PASSTHROUGH_DEFAULTS: dict[str, Any] = {
     "span_encoder_config": None,
     "token_loss_coef": 1.0,
     "span_loss_coef": 1.0,
@@ -22,8 +23,14 @@ _PASSTHROUGH_DEFAULTS: Dict[str, Any] = {
     "relations_layer": None,
 }
 _INT_FIELDS = (
-    "max_width", "hidden_size", "max_len", "max_types", "num_post_fusion_layers", "num_rnn_layers",
-    "vocab_size", "class_token_index",
+    "max_width",
+    "hidden_size",
+    "max_len",
+    "max_types",
+    "num_post_fusion_layers",
+    "num_rnn_layers",
+    "vocab_size",
+    "class_token_index",
 )
 
 
@@ -58,13 +65,13 @@ class GLiNERConfig:
     fuse_layers: bool = False
     embed_ent_token: bool = True
     class_token_index: int = -1
-    encoder_config: Optional[Dict[str, Any]] = None
-    labels_encoder_config: Optional[Dict[str, Any]] = None
+    encoder_config: Optional[dict[str, Any]] = None
+    labels_encoder_config: Optional[dict[str, Any]] = None
     ent_token: str = "<<ENT>>"
     sep_token: str = "<<SEP>>"
     _attn_implementation: Optional[str] = None
     documented_architecture: bool = True
-    extra: Dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -85,16 +92,25 @@ class GLiNERConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field when a value cannot work."""
-        from .modeling.fusion import FUSION_TOKENS
-        from .modeling.span_rep import SPAN_MODES
+        from .fusion import FUSION_TOKENS
+        from .span_rep import SPAN_MODES
 
         for name in _INT_FIELDS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"GLiNERConfig.{name} must be an integer, got {value!r}.")
-        for name in ("span_mode", "subtoken_pooling", "post_fusion_schema", "ent_token", "sep_token", "model_name"):
+        for name in (
+            "span_mode",
+            "subtoken_pooling",
+            "post_fusion_schema",
+            "ent_token",
+            "sep_token",
+            "model_name",
+        ):
             if not isinstance(getattr(self, name), str):
-                raise ValueError(f"GLiNERConfig.{name} must be a string, got {getattr(self, name)!r}.")
+                raise ValueError(
+                    f"GLiNERConfig.{name} must be a string, got {getattr(self, name)!r}."
+                )
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
             raise ValueError(f"GLiNERConfig.dropout must be a number, got {self.dropout!r}.")
         if self.span_mode not in SPAN_MODES:
@@ -116,7 +132,9 @@ class GLiNERConfig:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"GLiNERConfig.{name} must be >= 1, got {getattr(self, name)!r}.")
         if self.num_rnn_layers < 0:
-            raise ValueError(f"GLiNERConfig.num_rnn_layers must be >= 0, got {self.num_rnn_layers!r}.")
+            raise ValueError(
+                f"GLiNERConfig.num_rnn_layers must be >= 0, got {self.num_rnn_layers!r}."
+            )
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"GLiNERConfig.dropout must be in [0, 1), got {self.dropout!r}.")
         if self.num_rnn_layers and self.hidden_size % 2:
@@ -124,10 +142,12 @@ class GLiNERConfig:
 
     # --------------------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "GLiNERConfig":
+    def from_dict(cls, data: dict[str, Any]) -> GLiNERConfig:
         """Build from a ``gliner_config.json`` dict (any GLiNER version; unknown keys are kept)."""
         if not isinstance(data, dict):
-            raise ValueError(f"A GLiNER configuration must be a JSON object, got {type(data).__name__}.")
+            raise ValueError(
+                f"A GLiNER configuration must be a JSON object, got {type(data).__name__}."
+            )
         data = copy.deepcopy(dict(data))
         data.pop("model_type", None)
         known = {f.name for f in fields(cls)} - {"extra"}
@@ -141,13 +161,15 @@ class GLiNERConfig:
             value = data.get(key)
             if value is not None and not isinstance(value, dict):
                 if not hasattr(value, "to_dict"):
-                    raise ValueError(f"GLiNERConfig.{key} must be a dict (a transformers config), got {value!r}.")
+                    raise ValueError(
+                        f"GLiNERConfig.{key} must be a dict (a transformers config), got {value!r}."
+                    )
                 data[key] = value.to_dict()
         extra = {k: v for k, v in data.items() if k not in known}
         kwargs = {k: v for k, v in data.items() if k in known}
         return cls(**kwargs, extra=extra)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """The ``gliner_config.json`` content, loadable by the reference package."""
         data = asdict(self)
         extra = data.pop("extra")
@@ -159,7 +181,7 @@ class GLiNERConfig:
         return out
 
     @classmethod
-    def from_json_file(cls, path: Union[str, Path]) -> "GLiNERConfig":
+    def from_json_file(cls, path: Union[str, Path]) -> GLiNERConfig:
         with open(path, encoding="utf8") as f:
             try:
                 data = json.load(f)
@@ -174,25 +196,7 @@ class GLiNERConfig:
         with open(path, "w", encoding="utf8") as f:
             json.dump(self.to_dict(), f, indent=2, sort_keys=True)
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        name_or_path: Union[str, Path],
-        *,
-        cache_dir: Optional[Union[str, Path]] = None,
-        local_files_only: bool = False,
-        revision: Optional[str] = None,
-        token: Optional[str] = None,
-    ) -> "GLiNERConfig":
-        """Read ``gliner_config.json`` from a checkpoint directory or a Hugging Face hub id."""
-        from .checkpoint import resolve_checkpoint_dir
-
-        directory = resolve_checkpoint_dir(
-            name_or_path, cache_dir=cache_dir, local_files_only=local_files_only, revision=revision, token=token
-        )
-        return cls.from_json_file(directory / CONFIG_FILE)
-
-    def copy(self, **changes: Any) -> "GLiNERConfig":
+    def copy(self, **changes: Any) -> GLiNERConfig:
         data = copy.deepcopy(self)
         for key, value in changes.items():
             if not hasattr(data, key):

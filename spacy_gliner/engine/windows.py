@@ -1,4 +1,4 @@
-"""Long documents and long label lists: windows of words, groups of labels, span ownership.
+"""Long documents: windows of words and which window owns each span.
 
 A document is cut into windows of words that fit the encoder's sub-token budget *with* the label
 prompt (and at most ``max_len`` words), overlapping by at least ``max_width`` words so every span
@@ -7,9 +7,11 @@ by exactly one window: the one where the span is farthest from a cut window edge
 do not count as cuts; ties go to the earlier window). Only the owner's score is used, so a span
 gets one deterministic score and is decoded once over the whole document.
 """
+
 from __future__ import annotations
 
-from typing import List, NamedTuple, Optional, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -27,7 +29,7 @@ def plan_windows(
     max_words: int,
     overlap: int,
     sentence_starts: Optional[Sequence[int]] = None,
-) -> List[Window]:
+) -> list[Window]:
     """Cut ``len(token_counts)`` words into windows of at most ``token_budget`` sub-tokens and
     ``max_words`` words, consecutive windows sharing at least ``overlap`` words.
 
@@ -35,7 +37,7 @@ def plan_windows(
     given (a window ends at the last sentence start in its second half; the next one starts at the
     last sentence start that keeps the overlap), without ever giving up the ``overlap`` guarantee.
     A single word longer than the budget still gets a window of its own (the encoder input is then
-    truncated, see ``Predictor``).
+    truncated, see ``PromptTokenizer.assemble``).
     """
     n = len(token_counts)
     if n == 0:
@@ -45,8 +47,10 @@ def plan_windows(
         if total <= token_budget:
             return [Window(0, n)]
     cum = np.concatenate([[0], np.cumsum(token_counts)])
-    sents = np.unique(np.asarray(sentence_starts if sentence_starts is not None else (), dtype=np.int64))
-    windows: List[Window] = []
+    sents = np.unique(
+        np.asarray(sentence_starts if sentence_starts is not None else (), dtype=np.int64)
+    )
+    windows: list[Window] = []
     start = 0
     while True:
         fit = int(np.searchsorted(cum, cum[start] + token_budget, side="right")) - 1
@@ -70,31 +74,9 @@ def _last_in(sorted_values: np.ndarray, low: int, high: int, default: int) -> in
     return int(sorted_values[i]) if i >= 0 and sorted_values[i] >= low else default
 
 
-def plan_label_groups(prompt_token_counts: Sequence[int], max_labels: int, max_prompt_tokens: int) -> List[List[int]]:
-    """Split label indices, in order, into groups of at most ``max_labels`` labels whose prompt fits
-    ``max_prompt_tokens`` sub-tokens (each label costs its own tokens plus one ``<<ENT>>``, and the
-    prompt ends with one ``<<SEP>>``). Every label lands in exactly one group."""
-    groups: List[List[int]] = []
-    current: List[int] = []
-    used = 1  # <<SEP>>
-    for i, count in enumerate(prompt_token_counts):
-        cost = int(count) + 1
-        if cost + 1 > max_prompt_tokens:
-            raise ValueError(
-                f"Label {i} needs {cost} sub-tokens in the prompt, more than the {max_prompt_tokens} the encoder "
-                "can spare beside the text. Shorten the label text or description."
-            )
-        if current and (len(current) >= max_labels or used + cost > max_prompt_tokens):
-            groups.append(current)
-            current, used = [], 1
-        current.append(i)
-        used += cost
-    if current:
-        groups.append(current)
-    return groups
-
-
-def owned_cells(windows: Sequence[Window], index: int, num_words: int, max_width: int) -> np.ndarray:
+def owned_cells(
+    windows: Sequence[Window], index: int, num_words: int, max_width: int
+) -> np.ndarray:
     """Bool [len(window), K]: the cells (start, width) whose score this window provides.
 
     A cell is owned by the window that contains the whole span and where the span is farthest
@@ -130,7 +112,9 @@ def unscored_spans(windows: Sequence[Window], num_words: int, max_width: int) ->
     shorter than ``max_width`` words, e.g. under a tiny sub-token budget)."""
     if num_words == 0:
         return 0
-    reach = np.zeros(num_words, dtype=np.int64)  # furthest window end among windows starting at or before s
+    reach = np.zeros(
+        num_words, dtype=np.int64
+    )  # furthest window end among windows starting at or before s
     for w in windows:
         reach[w.start] = max(reach[w.start], w.end)
     reach = np.maximum.accumulate(reach)

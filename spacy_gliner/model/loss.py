@@ -4,6 +4,7 @@
 "none" | "global" | "label" | "span", reduction "sum" | "mean") and adds a "softmax" masking mode
 (hard-negative sampling) that the reference does not have.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -34,7 +35,9 @@ def focal_loss_with_logits(
         targets = targets * (1.0 - label_smoothing) + 0.5 * label_smoothing
     p = torch.sigmoid(logits)
     pm = torch.clamp(p - prob_margin, min=0.0, max=1.0)
-    loss = -targets * torch.log(p.clamp(min=_EPS)) - (1.0 - targets) * torch.log((1.0 - pm).clamp(min=_EPS))
+    loss = -targets * torch.log(p.clamp(min=_EPS)) - (1.0 - targets) * torch.log(
+        (1.0 - pm).clamp(min=_EPS)
+    )
     if gamma > 0:
         p_t = p * targets + (1.0 - pm) * (1.0 - targets)
         loss = loss * (1.0 - p_t) ** gamma
@@ -43,21 +46,32 @@ def focal_loss_with_logits(
     return loss
 
 
-def _uniform(shape: torch.Size, like: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+def _uniform(
+    shape: torch.Size, like: torch.Tensor, generator: Optional[torch.Generator]
+) -> torch.Tensor:
     """U[0, 1) draws of ``shape``, from ``generator`` (on its own device) or the global RNG."""
     device = generator.device if generator is not None else like.device
-    return torch.rand(shape, generator=generator, device=device, dtype=torch.float32).to(like.device)
+    return torch.rand(shape, generator=generator, device=device, dtype=torch.float32).to(
+        like.device
+    )
 
 
 def _softmax_negative_mask(
-    logits: torch.Tensor, candidates: torch.Tensor, negatives: float, generator: Optional[torch.Generator]
+    logits: torch.Tensor,
+    candidates: torch.Tensor,
+    negatives: float,
+    generator: Optional[torch.Generator],
 ) -> torch.Tensor:
     """Keep-mask for "softmax" masking; see ``span_loss``. Shapes: [B, N] in, [B, N] bool out."""
     n_cand = candidates.sum(dim=1)  # [B]
-    n_keep = torch.floor(n_cand.to(torch.float64) * max(negatives, 0.0) + 0.5).long().clamp(max=n_cand)  # [B]
+    n_keep = (
+        torch.floor(n_cand.to(torch.float64) * max(negatives, 0.0) + 0.5).long().clamp(max=n_cand)
+    )  # [B]
     u = _uniform(logits.shape, logits, generator).clamp(min=torch.finfo(torch.float32).tiny)
     gumbel = -torch.log(-torch.log(u))  # [B, N]
-    keys = torch.where(candidates, logits.detach().float() + gumbel, torch.full_like(gumbel, float("-inf")))
+    keys = torch.where(
+        candidates, logits.detach().float() + gumbel, torch.full_like(gumbel, float("-inf"))
+    )
     order = keys.argsort(dim=1, descending=True)  # [B, N]
     ranks = torch.arange(keys.size(1), device=keys.device).expand_as(keys)
     keep_sorted = ranks < n_keep[:, None]  # first n_keep of each row
@@ -114,7 +128,9 @@ def span_loss(
     batch, num_words, width, num_classes = logits.shape
     logits = logits.float()
     targets = targets.to(logits.dtype)
-    loss = focal_loss_with_logits(logits, targets, alpha, gamma, prob_margin, label_smoothing)  # [B, W, K, C]
+    loss = focal_loss_with_logits(
+        logits, targets, alpha, gamma, prob_margin, label_smoothing
+    )  # [B, W, K, C]
     valid = span_mask.bool()[..., None] & label_mask.bool()[:, None, None, :]  # [B, W, K, C]
     negative = targets == 0
 
@@ -122,9 +138,13 @@ def span_loss(
         if masking == "global":
             proposals = negative
         elif masking == "label":
-            proposals = (targets.sum(dim=(1, 2)) == 0)[:, None, None, :].expand_as(targets)  # class has no positive
+            proposals = (targets.sum(dim=(1, 2)) == 0)[:, None, None, :].expand_as(
+                targets
+            )  # class has no positive
         else:
-            proposals = (targets.sum(dim=-1) == 0)[..., None].expand_as(targets)  # span has no positive
+            proposals = (targets.sum(dim=-1) == 0)[..., None].expand_as(
+                targets
+            )  # span has no positive
         keep = ~proposals | (_uniform(targets.shape, logits, generator) < negatives)
         valid = valid & keep
     elif masking == "softmax":

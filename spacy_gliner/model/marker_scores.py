@@ -12,29 +12,37 @@ autograd would keep it).
 Cells whose end lies past the padded length W are never spans of any text (the loss masks them):
 they get the value of a zero end term, ``relu(S[s]) . L[c]``, and no gradient.
 """
-from __future__ import annotations
 
-from typing import List, Tuple
+from __future__ import annotations
 
 import torch
 from torch import Tensor
 
 from .dropout import keep_mask
 
-CHUNK_BYTES = 2 << 20  # CPU: [B, w, K, H] per chunk of about 2 MB stays in cache for the product that follows
+CHUNK_BYTES = (
+    2 << 20
+)  # CPU: [B, w, K, H] per chunk of about 2 MB stays in cache for the product that follows
 GPU_CHUNK_BYTES = 256 << 20  # GPU: few, large kernels
 
 
-def _chunks(num_words: int, batch: int, width: int, hidden: int, itemsize: int, budget: int) -> List[Tuple[int, int, int]]:
+def _chunks(
+    num_words: int, batch: int, width: int, hidden: int, itemsize: int, budget: int
+) -> list[tuple[int, int, int]]:
     step = max(1, budget // max(1, batch * width * hidden * itemsize))
-    return [(w0, min(num_words, w0 + step), min(width, num_words - w0)) for w0 in range(0, num_words, step)]
+    return [
+        (w0, min(num_words, w0 + step), min(width, num_words - w0))
+        for w0 in range(0, num_words, step)
+    ]
 
 
 class MarkerSpanLogits(torch.autograd.Function):
     """``(start [B, W, H], end [B, W, H], labels [B, C, H], width, drop_p) -> logits [B, W, K, C]``."""
 
     @staticmethod
-    def forward(ctx, start: Tensor, end: Tensor, labels: Tensor, width: int, drop_p: float) -> Tensor:  # type: ignore[override]
+    def forward(
+        ctx, start: Tensor, end: Tensor, labels: Tensor, width: int, drop_p: float
+    ) -> Tensor:  # type: ignore[override]
         batch, num_words, hidden = start.shape
         num_labels = labels.size(1)
         padded = torch.cat([end, end.new_zeros(batch, width - 1, hidden)], dim=1)  # [B, W+K-1, H]
@@ -43,7 +51,9 @@ class MarkerSpanLogits(torch.autograd.Function):
         chunks = _chunks(num_words, batch, width, hidden, start.element_size(), budget)
         hiddens = []
         for w0, w1, k_used in chunks:
-            ends = padded[:, w0 : w1 + k_used - 1].unfold(1, k_used, 1).transpose(-1, -2)  # [B, w, k, H]
+            ends = (
+                padded[:, w0 : w1 + k_used - 1].unfold(1, k_used, 1).transpose(-1, -2)
+            )  # [B, w, k, H]
             h = torch.add(start[:, w0:w1, None, :], ends).clamp_min_(0)
             if drop_p > 0:
                 h.mul_(keep_mask(h.shape, drop_p, h.device).to(h.dtype))
@@ -66,14 +76,18 @@ class MarkerSpanLogits(torch.autograd.Function):
         for (w0, w1, k_used), h in zip(ctx.chunks, ctx.hiddens):
             g = grad[:, w0:w1, :k_used]  # [B, w, k, C]
             grad_labels += torch.einsum("bwkc,bwkh->bch", g, h)
-            g_h = torch.einsum("bwkc,bch->bwkh", g, labels).mul_(h.sign())  # h >= +0: relu and dropout gate
+            g_h = torch.einsum("bwkc,bch->bwkh", g, labels).mul_(
+                h.sign()
+            )  # h >= +0: relu and dropout gate
             grad_start[:, w0:w1] += g_h.sum(2)
             for k in range(k_used):
                 grad_padded[:, w0 + k : w1 + k] += g_h[:, :, k]
         return grad_start, grad_padded[:, :num_words], grad_labels, None, None
 
 
-def marker_span_logits(start: Tensor, end: Tensor, labels: Tensor, width: int, drop_p: float) -> Tensor:
+def marker_span_logits(
+    start: Tensor, end: Tensor, labels: Tensor, width: int, drop_p: float
+) -> Tensor:
     """Training logits [B, W, K, C]; ``labels`` already carry the dropout scale ``1 / (1 - drop_p)``."""
     return MarkerSpanLogits.apply(start, end, labels, width, drop_p)
 
@@ -101,7 +115,67 @@ def marker_span_logits_inference(start: Tensor, end: Tensor, labels: Tensor, wid
         inside = max(0, num_words - k)  # starts whose end s + k is a word of the window
         for s0 in range(0, inside, rows):
             s1 = min(inside, s0 + rows)
-            h = torch.add(start[:, s0:s1], end[:, s0 + k : s1 + k], out=scratch[:, : s1 - s0]).clamp_min_(0)
+            h = torch.add(
+                start[:, s0:s1], end[:, s0 + k : s1 + k], out=scratch[:, : s1 - s0]
+            ).clamp_min_(0)
             logits[:, s0:s1, k] = torch.matmul(h, labels_t)
         logits[:, inside:, k] = tail[:, inside - tail_from :]
     return logits
+
+
+# Word vectors per block through the span MLPs (8 MB [rows, 4D] temporaries at hidden 512).
+TERM_BLOCK_ROWS = 1024
+
+
+def factored_marker_logits(span_layer: torch.nn.Module, words: Tensor, labels: Tensor, width: int) -> Tensor:
+    """markerV0 logits ``[B, W, K, C]`` without materialising span vectors of size D.
+
+    ``out_project`` = Linear1 -> ReLU -> Dropout -> Linear2 over ReLU([S; E]); Linear1 splits into
+    a per-start plus a per-end term, and Linear2 folds into the label vectors ``labels`` [B, C, D],
+    so each span costs an add, a ReLU and a product with C label vectors. With autograd enabled
+    this is :class:`MarkerSpanLogits` (dropout as in training), else the inference loop. Equal to
+    the plain module ``MarkerV0.forward`` followed by the label product (tests pin it).
+    """
+    out = span_layer.out_project
+    last = out[3]
+    label_vecs = labels @ last.weight  # [B, C, 4D]
+    label_bias = labels @ last.bias  # [B, C]
+    start_term, end_term = span_terms(span_layer, words)  # [B, W, 4D] each
+    if not torch.is_grad_enabled():
+        logits = marker_span_logits_inference(start_term, end_term, label_vecs, width)
+        return logits.add_(label_bias[:, None, None, :])
+    batch, num_words, _ = start_term.shape
+    if num_words == 0 or label_vecs.size(1) == 0:
+        return start_term.new_zeros(batch, num_words, width, label_vecs.size(1))
+    drop = out[2].p if out[2].training else 0.0
+    scaled = label_vecs * (1.0 / (1.0 - drop)) if drop else label_vecs
+    return marker_span_logits(start_term, end_term, scaled, width, drop) + label_bias[:, None, None, :]
+
+
+def span_terms(span_layer: torch.nn.Module, words: Tensor) -> tuple[Tensor, Tensor]:
+    """``span_layer.span_terms(words)`` ([B, W, 4D] each), ``TERM_BLOCK_ROWS`` word vectors at a
+    time (the MLPs' [rows, 4D] temporaries stay small). All-zero word vectors (batch padding,
+    words without sub-tokens) are not run: they share the zero vector's terms."""
+    batch, num_words, dim = words.shape
+    flat = words.reshape(-1, dim)
+    real = flat.abs().amax(-1) != 0  # [B*W] (float reduction: bool kernels are slow on CPU)
+    zero_start, zero_end = span_layer.span_terms(words.new_zeros(1, 1, dim))  # [1, 1, 4D]
+    hidden4 = zero_start.size(-1)
+    start = zero_start.new_empty(flat.size(0), hidden4)  # [B*W, 4D] (autocast: the terms' dtype)
+    end = zero_end.new_empty(flat.size(0), hidden4)
+    rows = real.nonzero().squeeze(1)
+    contiguous = rows.numel() == flat.size(0)
+    if not contiguous:
+        start[~real] = zero_start.view(hidden4)
+        end[~real] = zero_end.view(hidden4)
+    for r0 in range(0, rows.numel(), TERM_BLOCK_ROWS):
+        r1 = min(rows.numel(), r0 + TERM_BLOCK_ROWS)
+        if contiguous:
+            s, e = span_layer.span_terms(flat[r0:r1].unsqueeze(0))
+            start[r0:r1], end[r0:r1] = s[0], e[0]
+        else:
+            idx = rows[r0:r1]
+            s, e = span_layer.span_terms(flat.index_select(0, idx).unsqueeze(0))
+            start.index_copy_(0, idx, s[0])
+            end.index_copy_(0, idx, e[0])
+    return start.view(batch, num_words, hidden4), end.view(batch, num_words, hidden4)

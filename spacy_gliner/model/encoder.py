@@ -1,17 +1,20 @@
-"""The Hugging Face backbone(s): text encoder, optional layer fusion, projection, labels encoder."""
+"""The Hugging Face backbone(s): text encoder, optional layer fusion, projection, labels encoder.
+
+No hub access here: configs arrive as dicts or objects (``io`` resolves and downloads them)."""
+
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, PretrainedConfig
+from transformers import AutoModel, PretrainedConfig
 from transformers.models.auto import CONFIG_MAPPING
 
 from .fusion import LayersFuser
 
 
-def hf_config_from_dict(data: Dict[str, Any], default_type: str = "deberta-v2") -> PretrainedConfig:
+def hf_config_from_dict(data: dict[str, Any], default_type: str = "deberta-v2") -> PretrainedConfig:
     """Rebuild a transformers config from the dict stored in ``gliner_config.json``."""
     data = dict(data)
     model_type = data.pop("model_type", None) or default_type
@@ -22,19 +25,13 @@ def hf_config_from_dict(data: Dict[str, Any], default_type: str = "deberta-v2") 
     return CONFIG_MAPPING[model_type](**data)
 
 
-def build_backbone(hf_config: PretrainedConfig, pretrained: Optional[str] = None, **hub_kwargs: Any) -> nn.Module:
-    """A bare encoder: pretrained weights from ``pretrained`` or random init from ``hf_config``."""
+def backbone_from_config(hf_config: PretrainedConfig) -> nn.Module:
+    """A bare encoder with random weights from ``hf_config`` (T5 family: its encoder only)."""
     if hf_config.model_type in ("t5", "mt5", "umt5"):
         from transformers import T5EncoderModel
 
-        cls: Any = T5EncoderModel
-    else:
-        cls = AutoModel
-    if pretrained is not None:
-        return cls.from_pretrained(pretrained, config=hf_config, **hub_kwargs)
-    if cls is AutoModel:
-        return AutoModel.from_config(hf_config)
-    return cls(hf_config)
+        return T5EncoderModel(hf_config)
+    return AutoModel.from_config(hf_config)
 
 
 class TransformerLayer(nn.Module):
@@ -51,7 +48,7 @@ class TransformerLayer(nn.Module):
     @property
     def hidden_size(self) -> int:
         cfg = self.model.config
-        return getattr(cfg, "hidden_size", None) or getattr(cfg, "d_model")
+        return getattr(cfg, "hidden_size", None) or cfg.d_model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         out = self.model(
@@ -97,24 +94,3 @@ class TokenRepLayer(nn.Module):
             hidden = self.labels_projection(hidden)
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # [N, D]
-
-
-def resolve_encoder_config(
-    stored: Optional[Dict[str, Any]], model_name: str, vocab_size: int = -1, **hub_kwargs: Any
-) -> PretrainedConfig:
-    """The backbone config: from ``gliner_config.json`` if stored there, else from ``model_name``."""
-    if stored is not None:
-        return hf_config_from_dict(stored)
-    try:
-        hf_config = AutoConfig.from_pretrained(model_name, **hub_kwargs)
-    except Exception as err:  # OSError / HTTP errors from transformers and huggingface_hub
-        from ..checkpoint import CheckpointError
-
-        raise CheckpointError(
-            f"The configuration stores no encoder_config and the encoder {model_name!r} could not be loaded "
-            f"({type(err).__name__}: {str(err)[:200]}). Make {model_name!r} available locally (or in the "
-            "Hugging Face cache), or load a checkpoint that stores encoder_config."
-        ) from err
-    if vocab_size != -1:
-        hf_config.vocab_size = vocab_size
-    return hf_config

@@ -3,9 +3,11 @@
 Parameter names match published checkpoints (``cross_fuser.layers.{i}.{j}.*`` and
 ``token_rep_layer.bert_layer.layers_fuser.*``).
 """
+
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -99,13 +101,17 @@ class CrossFuser(nn.Module):
         self.schema = schema.split("-") if isinstance(schema, str) else list(schema)
         bad = [t for t in self.schema if t not in FUSION_TOKENS]
         if bad:
-            raise ValueError(f"Unknown fusion schema token(s) {bad}; valid tokens: {', '.join(FUSION_TOKENS)}")
+            raise ValueError(
+                f"Unknown fusion schema token(s) {bad}; valid tokens: {', '.join(FUSION_TOKENS)}"
+            )
 
         def block(token: str) -> nn.Module:
             cls = SelfAttentionBlock if token in ("l2l", "t2t") else CrossAttentionBlock
             return cls(d_model, num_heads, dropout)
 
-        self.layers = nn.ModuleList(nn.ModuleList(block(t) for t in self.schema) for _ in range(num_layers))
+        self.layers = nn.ModuleList(
+            nn.ModuleList(block(t) for t in self.schema) for _ in range(num_layers)
+        )
 
     def forward(
         self, labels: Tensor, words: Tensor, labels_mask: Tensor, words_mask: Tensor

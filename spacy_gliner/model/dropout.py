@@ -7,6 +7,7 @@ into four 16-bit lanes) and is dropped when they fall below ``round(p * 65536)``
 independent, scaled dropout, with a drop probability within 1/131072 of ``p``. On other devices,
 and in evaluation, the modules are exactly ``torch.nn.Dropout``.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,0 +1,34 @@
+"""The thinc shim that holds the GLiNER torch module and applies spaCy's optimizer to it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from thinc.shims import PyTorchShim
+
+from ..training.optimizer import optimizer_step
+
+
+class GLiNERShim(PyTorchShim):
+    """A PyTorchShim whose torch module arrives later (initialize / from_disk) and whose update
+    scales the learning rate and weight decay per parameter (encoder vs. the other layers)."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.lr_scales: dict[str, float] = {}
+        self.weight_decay: dict[str, float] = {}
+        self.grad_clip = 0.0
+
+    def set_model(self, module: Any) -> None:
+        self._model = module
+
+    @property
+    def has_model(self) -> bool:
+        return self._model is not None
+
+    def finish_update(self, optimizer: Any) -> None:
+        if self._model is None:
+            return
+        # thinc's PyTorchShim keeps its grad scaler in a private attribute: used when present.
+        scaler = getattr(self, "_grad_scaler", None)
+        optimizer_step(self._model, optimizer, self.id, self.lr_scales, self.weight_decay, self.grad_clip, scaler)

@@ -1,0 +1,7 @@
+"""Inference without spaCy: plan (windows, label groups) -> encode -> score -> decode."""
+
+from .engine import Engine, EngineOptions, predict_words
+from .labels import LabelSet
+from .results import WordsResult
+
+__all__ = ["Engine", "EngineOptions", "LabelSet", "WordsResult", "predict_words"]

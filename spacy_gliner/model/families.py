@@ -1,0 +1,78 @@
+"""Model families: which GLiNER architecture a configuration describes, and how it is built.
+
+The reference (gliner 0.2.29, ``GLiNER._get_gliner_class``) picks one of nine model classes from
+the checkpoint's fields, in this order: ``model_type == "gliner_streaming_span"``, then
+``relations_layer``, ``labels_decoder``, ``labels_encoder`` and ``span_mode == "token_level"``.
+The fields decide, never the saved ``model_type`` alone (the reference's own legacy resolver can
+write a wrong one). A family plugs in here: a builder from (config, text encoder, labels encoder)
+to an ``nn.Module`` whose ``forward`` returns ``(logits, word_mask, label_mask)``, plus the name of
+the output kind the engine decodes (``"span"``: logits ``[B, W, K, C]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from .config import GLiNERConfig
+
+
+class UnsupportedArchitecture(ValueError):
+    """The configuration describes a GLiNER architecture this version does not build."""
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    output: str
+    build: Callable[[GLiNERConfig, nn.Module, nn.Module | None], nn.Module]
+
+
+def architecture_of(data: Mapping[str, Any]) -> str:
+    """The architecture a ``gliner_config.json`` dict describes, in the reference's order."""
+    token = data.get("span_mode") == "token_level"
+    level = "token-level" if token else "span-level"
+    if data.get("model_type") == "gliner_streaming_span":
+        return "streaming span-level"
+    if data.get("relations_layer"):
+        return f"{level} relation extraction"
+    if data.get("labels_decoder"):
+        return f"{level} label decoder"
+    if data.get("labels_encoder"):
+        return f"{level} bi-encoder"
+    return f"{level} uni-encoder"
+
+
+def _span_model(config: GLiNERConfig, text: nn.Module, labels: nn.Module | None) -> nn.Module:
+    from .span_model import GLiNERModel
+
+    return GLiNERModel(config, text, labels)
+
+
+FAMILIES: dict[str, Family] = {
+    "span-level uni-encoder": Family("span-level uni-encoder", "span", _span_model),
+    "span-level bi-encoder": Family("span-level bi-encoder", "span", _span_model),
+}
+
+
+def family_of(data: Mapping[str, Any]) -> Family:
+    """The family that builds this configuration; ``UnsupportedArchitecture`` naming it if none."""
+    arch = architecture_of(data)
+    family = FAMILIES.get(arch)
+    if family is None:
+        supported = ", ".join(FAMILIES)
+        raise UnsupportedArchitecture(
+            f"This checkpoint is a {arch} GLiNER model (from its gliner_config.json: model_type "
+            f"{data.get('model_type')!r}, span_mode {data.get('span_mode')!r}, relations_layer "
+            f"{data.get('relations_layer')!r}, labels_decoder {data.get('labels_decoder')!r}). "
+            f"spacy-gliner builds: {supported}. Use a span-level checkpoint."
+        )
+    return family
+
+
+def build_model(config: GLiNERConfig, text_model: nn.Module, labels_model: nn.Module | None = None) -> nn.Module:
+    """The torch model for ``config`` (raises ``UnsupportedArchitecture`` first)."""
+    return family_of(config.to_dict()).build(config, text_model, labels_model)

@@ -1,0 +1,34 @@
+"""The configured span loss as a picklable callable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..model.loss import span_loss
+
+
+@dataclass(frozen=True)
+class SpanLoss:
+    """The configured loss (a picklable callable, for multiprocessing)."""
+
+    alpha: float
+    gamma: float
+    label_smoothing: float
+    reduction: str
+    negatives: float
+    masking: str
+
+    def __call__(self, logits, targets, span_mask, label_mask):
+        return span_loss(
+            logits,
+            targets,
+            span_mask,
+            label_mask,
+            alpha=self.alpha,
+            gamma=self.gamma,
+            label_smoothing=self.label_smoothing,
+            reduction=self.reduction,
+            masking=self.masking,
+            negatives=self.negatives,
+        )

@@ -1,0 +1,156 @@
+"""One training step on word lists: windows, label sets, forward, loss, rehearsal (no spaCy).
+
+The component turns spaCy Examples into ``(words, spans)`` rows; everything after that is here.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+
+from ..engine.windows import plan_windows
+from ..io.tokenizers import max_sequence_tokens
+from .labels import sample_label_sets
+from .targets import Span, span_targets
+
+SHORT_TEXT_WORDS = 32  # texts up to this many words are never windowed
+
+
+@dataclass
+class Rows:
+    """Training rows: words of each window, its gold spans (window word indices) and labels."""
+
+    words: list[list[str]]
+    spans: list[list[Span]]
+    label_sets: list[list[str]]
+
+
+def window_rows(gliner: Any, texts: Sequence[tuple[list[str], list[Span]]], prompt_budget: int) -> tuple[list, list]:
+    """Cut long texts into windows sized like inference windows; spans follow their window."""
+    cfg = gliner.config
+    words_list, spans_list = [], []
+    for words, spans in texts:
+        if len(words) <= SHORT_TEXT_WORDS:
+            windows = [(0, len(words))]
+        else:
+            counts = gliner.prompts.word_token_counts(words)
+            windows = [tuple(w) for w in plan_windows(counts, prompt_budget, cfg.max_len, cfg.max_width)]
+        for start, end in windows:
+            words_list.append(words[start:end])
+            spans_list.append([(s - start, e - start, lab) for s, e, lab in spans if s >= start and e < end])
+    return words_list, spans_list
+
+
+def prompt_budget(gliner: Any, prompts: Sequence[str], max_types: int) -> int:
+    """Sub-tokens left for words beside the largest label prompt a training row can get."""
+    counts = sorted((gliner.prompts.prompt_token_count([p]) - 2 for p in prompts), reverse=True)
+    prompt = sum(counts[:max_types]) + min(max_types, len(counts)) + 1
+    encoder_config = gliner.model.token_rep_layer.bert_layer.model.config
+    limit = max_sequence_tokens(gliner.tokenizer, encoder_config)
+    return max(64, limit - gliner.prompts.num_special - prompt)
+
+
+def make_rows(
+    gliner: Any,
+    texts: Sequence[tuple[list[str], list[Span]]],
+    prompts: Sequence[str],
+    max_types: int,
+    max_neg_type_ratio: int,
+    rng: random.Random,
+) -> Rows:
+    """Windows of every text with sampled label sets (the reference collator's sampling)."""
+    long_text = any(len(words) > SHORT_TEXT_WORDS for words, _ in texts)
+    budget = prompt_budget(gliner, prompts, max_types) if long_text else 0
+    words, spans = window_rows(gliner, texts, budget)
+    types = [[label for _, _, label in row] for row in spans]
+    label_sets = sample_label_sets(types, list(prompts), max_types, max_neg_type_ratio, rng)
+    keep = [i for i, w in enumerate(words) if w]
+    return Rows([words[i] for i in keep], [spans[i] for i in keep], [label_sets[i] for i in keep])
+
+
+def forward(gliner: Any, module: torch.nn.Module, words: Sequence[Sequence[str]], label_sets: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``[B, W, K, C]`` and label mask ``[B, C]`` of ``module`` (the model or a copy)."""
+    device = next(module.parameters()).device
+    inputs = {k: v.to(device) for k, v in gliner.prompts.encode(words, label_sets).items()}
+    if gliner.config.is_bi_encoder:
+        inputs["labels_embeddings"], inputs["labels_mask"] = bi_encoder_labels(gliner, module, label_sets, device)
+    logits, _, label_mask = module(**inputs)
+    return logits, label_mask
+
+
+def bi_encoder_labels(gliner: Any, module: Any, label_sets: Sequence[Sequence[str]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Label vectors ``[B, C, D]`` (with gradients) and mask ``[B, C]`` for per-row label sets."""
+    union = list(dict.fromkeys(label for labels in label_sets for label in labels))
+    enc = {k: v.to(device) for k, v in gliner.prompts.encode_labels(union).items()}
+    vectors = module.encode_labels(**enc)  # [N, D]
+    position = {label: i for i, label in enumerate(union)}
+    width = max(len(labels) for labels in label_sets)
+    index = torch.zeros(len(label_sets), width, dtype=torch.long, device=device)
+    mask = torch.zeros(len(label_sets), width, dtype=torch.bool, device=device)
+    for i, labels in enumerate(label_sets):
+        index[i, : len(labels)] = torch.tensor([position[lab] for lab in labels], device=device)
+        mask[i, : len(labels)] = True
+    return vectors[index] * mask.unsqueeze(-1), mask
+
+
+class Rehearsal:
+    """Distils a frozen copy of the starting model's scores for fixed prompts into training."""
+
+    def __init__(self, labels: Sequence[str], weight: float) -> None:
+        self.labels = list(labels)
+        self.weight = weight
+        self.teacher: Optional[torch.nn.Module] = None
+
+    @property
+    def active(self) -> bool:
+        return self.weight > 0 and bool(self.labels)
+
+    def loss(self, gliner: Any, words: Sequence[Sequence[str]]) -> torch.Tensor:
+        """Mean BCE between the student's and the teacher's span probabilities (valid spans)."""
+        if self.teacher is None:
+            self.teacher = copy.deepcopy(gliner.model).eval()
+            self.teacher.requires_grad_(False)
+        label_sets = [self.labels] * len(words)
+        with torch.no_grad():
+            target, _ = forward(gliner, self.teacher, words, label_sets)
+        logits, _ = forward(gliner, gliner.model, words, label_sets)
+        device = logits.device
+        lengths = torch.tensor([len(w) for w in words], device=device)
+        ends = torch.arange(logits.size(1), device=device)[:, None] + torch.arange(logits.size(2), device=device)
+        valid = (ends[None] < lengths[:, None, None]).unsqueeze(-1).float()
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.sigmoid(target), reduction="none")
+        return (bce * valid).sum() / valid.sum().clamp(min=1.0)
+
+
+def train_step(gliner: Any, rows: Rows, loss_fn: Callable, rehearsal: Optional[Rehearsal] = None) -> float:
+    """Forward, loss (plus rehearsal), backward on ``rows``; returns the loss. The model is in
+    training mode during the step and in evaluation mode after it."""
+    module = gliner.model
+    module.train()
+    try:
+        logits, label_mask = forward(gliner, module, rows.words, rows.label_sets)
+        lengths = [len(w) for w in rows.words]
+        targets, span_mask = span_targets(rows.spans, rows.label_sets, lengths, gliner.config.max_width)
+        loss = loss_fn(logits, targets.to(logits.device), span_mask.to(logits.device), label_mask)
+        if rehearsal is not None and rehearsal.active:
+            loss = loss + rehearsal.weight * rehearsal.loss(gliner, rows.words)
+        loss.backward()
+    finally:
+        module.eval()
+    return float(loss.detach())
+
+
+def rehearse_step(gliner: Any, words: Sequence[Sequence[str]], rehearsal: Rehearsal) -> float:
+    """Rehearsal only, on unlabelled word lists; returns the loss."""
+    gliner.model.train()
+    try:
+        loss = rehearsal.loss(gliner, words)
+        loss.backward()
+    finally:
+        gliner.model.eval()
+    return float(loss.detach())
