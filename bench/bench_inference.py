@@ -411,7 +411,7 @@ def recall_proxy(
 
     from spacy_gliner import GLiNER
     from spacy_gliner.engine import Engine, EngineOptions, LabelSet
-    from spacy_gliner.windows import owned_cells
+    from spacy_gliner.engine.windows import owned_cells
 
     names = list(labels)
     label_set = LabelSet.from_labels([labels[n] for n in names])
@@ -639,10 +639,11 @@ class LivePeak:
         self.peak: Optional[float] = None
 
     def __enter__(self) -> LivePeak:
-        from spacy_gliner.memory import glibc_malloc
-
         self.handles: list[Any] = []
-        libc = ctypes.CDLL("libc.so.6") if glibc_malloc() else None
+        try:  # glibc's mallinfo2 (Linux); elsewhere no live-heap figure
+            libc = ctypes.CDLL("libc.so.6")
+        except OSError:
+            libc = None
         if libc is None or not hasattr(libc, "mallinfo2"):
             return self
 
@@ -689,11 +690,9 @@ GLIBC_TCACHE_1 = "glibc.malloc.tcache_count=1"
 
 def encoder_memory(encoder, path: str) -> dict[str, Any]:
     """The memory floor: the bare encoder alone over the sub-token batches the pipeline built (saved by
-    another worker), with the pipeline's heap trimming. No GLiNER code runs, so what its peak grows by
+    another worker). No GLiNER code runs, so what its peak grows by
     with the number of batches is the allocator's, not any GLiNER implementation's."""
     import torch
-
-    from spacy_gliner.memory import release_free_memory
 
     batches = torch.load(path)
     _trim()
@@ -701,8 +700,6 @@ def encoder_memory(encoder, path: str) -> dict[str, Any]:
         t0 = time.perf_counter()
         for ids, mask in batches:
             encoder(input_ids=ids, attention_mask=mask)
-            if len(batches) > 1:
-                release_free_memory()
         dt = time.perf_counter() - t0
     return {"batches": len(batches), "peak_mib": mem.peak, "seconds": dt}
 

@@ -9,10 +9,11 @@ model reads natural-language labels ("programlang" -> "programming language").
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union, cast
 
 import srsly
 from spacy.tokens import Doc, DocBin, Span
@@ -51,12 +52,12 @@ def read_jsonl_docs(
                     f"{where}: span {item!r} is out of bounds for {len(tokens)} tokens."
                 )
             label = label_map.get(label, label) if label_map else label
-            spans.append(Span(doc, start, end + 1, label=label))
+            spans.append(Span(doc, start, end + 1, label=cast(Union[str, int], label)))
         if nested:
             doc.spans[spans_key] = spans
         else:
             ordered = sorted(spans, key=lambda s: (s.start, s.end))
-            for a, b in zip(ordered, ordered[1:]):
+            for a, b in itertools.pairwise(ordered):
                 if b.start < a.end:
                     raise ValueError(
                         f"{where}: overlapping spans {a.start}-{a.end - 1} and {b.start}-{b.end - 1}; "

@@ -80,7 +80,13 @@ class GLiNER(ModelFiles):
             for start, end, label, score in result.decode(flat_ner, multi_label):
                 a, b = split[start][1], split[end][2]
                 ents.append(
-                    {"start": a, "end": b, "text": text[a:b], "label": label_set.names[label], "score": score}
+                    {
+                        "start": a,
+                        "end": b,
+                        "text": text[a:b],
+                        "label": label_set.names[label],
+                        "score": score,
+                    }
                 )
             output.append(ents)
         return output

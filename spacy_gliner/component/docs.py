@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from spacy.tokens import Doc
 
 from ..training.targets import Span
@@ -31,7 +33,7 @@ def doc_words(doc: Doc) -> tuple[tuple[list[str], list[int]], list[int]]:
 def check_no_overlap(spans: list[Span], text: str) -> None:
     """Raise if flat training spans overlap (nested data needs ``flat_ner = false``)."""
     ordered = sorted(spans)
-    for (s1, e1, l1), (s2, e2, l2) in zip(ordered, ordered[1:]):
+    for (s1, e1, l1), (s2, e2, l2) in itertools.pairwise(ordered):
         if s2 <= e1:
             raise ValueError(
                 f"Overlapping training spans ({s1}-{e1} {l1!r}, {s2}-{e2} {l2!r}) in {text[:60]!r} "

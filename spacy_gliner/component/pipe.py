@@ -7,7 +7,7 @@ import random
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Union, cast
 
 import srsly
 from spacy.language import Language
@@ -22,10 +22,12 @@ from ..training.step import Rehearsal, Rows, make_rows, rehearse_step, train_ste
 from .docs import check_no_overlap, doc_words, word_tokens
 from .registry import make_gliner_scorer, make_span_loss
 from .settings import DTYPES, ENTS_MODES, MODEL_DIR, RUNTIME_SETTINGS, TrainingSettings, plain
+from .shim import GLiNERShim
 
 logger = logging.getLogger("spacy_gliner")
 # Guards lazy loading and engine creation (module-level: a pipe must stay picklable).
 _LOCK = threading.RLock()
+
 
 class GLiNERPipe(TrainablePipe):
     """Zero-shot span NER: each label's prompt is scored against every span of up to ``max_width`` words."""
@@ -113,7 +115,8 @@ class GLiNERPipe(TrainablePipe):
             and cfg["window_words"] <= cfg["window_overlap"]
         ):
             raise ValueError(
-                f"gliner: window_words ({cfg['window_words']}) must be larger than window_overlap ({cfg['window_overlap']})."
+                f"gliner: window_words ({cfg['window_words']}) must be larger than "
+                f"window_overlap ({cfg['window_overlap']})."
             )
         self.thresholds = self._thresholds(cfg["threshold"])
 
@@ -191,7 +194,7 @@ class GLiNERPipe(TrainablePipe):
         """Use these weights (a ``spacy_gliner.GLiNER``): moved to the configured device."""
         gliner.to(self._device())
         self._gliner = gliner
-        self.model.shims[0].set_model(gliner.model)
+        cast(GLiNERShim, self.model.shims[0]).set_model(gliner.model)
         self._engine = None
         self._rehearsal = Rehearsal(self.training.rehearsal_labels, self.training.rehearsal_weight)
 
@@ -299,7 +302,7 @@ class GLiNERPipe(TrainablePipe):
         self._require_examples(get_examples)
         if model_loader is not None:
             self.set_gliner(model_loader())
-        self.gliner  # loads the ``model`` setting if nothing was loaded
+        _ = self.gliner  # loads the ``model`` setting if nothing was loaded
         if labels:
             self.set_labels(labels)
         elif not self.label_set.names:
@@ -332,7 +335,7 @@ class GLiNERPipe(TrainablePipe):
         settings = self.training
         module = self.gliner.model
         freeze_encoder(module, not settings.fine_tune)
-        shim = self.model.shims[0]
+        shim = cast(GLiNERShim, self.model.shims[0])
         base = settings.encoder_lr
         if settings.others_lr is not None and base is None:
             raise ValueError(
@@ -377,8 +380,12 @@ class GLiNERPipe(TrainablePipe):
         settings = self.training
         ratio = settings.max_neg_type_ratio
         return make_rows(
-            self.gliner, texts, self.label_set.prompts, settings.max_types or cfg.max_types,
-            ratio if ratio is not None else cfg.max_neg_type_ratio, self._rng,
+            self.gliner,
+            texts,
+            self.label_set.prompts,
+            settings.max_types or cfg.max_types,
+            ratio if ratio is not None else cfg.max_neg_type_ratio,
+            self._rng,
         )
 
     def update(
@@ -403,7 +410,9 @@ class GLiNERPipe(TrainablePipe):
             self.finish_update(sgd)
         return losses
 
-    def rehearse(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None, losses=None) -> dict[str, float]:
+    def rehearse(
+        self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None, losses=None
+    ) -> dict[str, float]:
         """Distil the starting model's scores for ``rehearsal_labels`` on unlabelled text."""
         losses = {} if losses is None else losses
         losses.setdefault(self.name, 0.0)
@@ -439,16 +448,14 @@ class GLiNERPipe(TrainablePipe):
         self._validate()
         self._engine = None
 
-    def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
+    def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = ()) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         srsly.write_json(path / "cfg", self.cfg)
         if "model" not in exclude and self._has_weights():
             self.gliner.save_pretrained(path / MODEL_DIR)
 
-    def from_disk(
-        self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()
-    ) -> GLiNERPipe:
+    def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = ()) -> GLiNERPipe:
         from ..gliner import GLiNER
 
         path = Path(path)
@@ -460,13 +467,13 @@ class GLiNERPipe(TrainablePipe):
             )
         return self
 
-    def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
+    def to_bytes(self, *, exclude: Iterable[str] = ()) -> bytes:
         data: dict[str, Any] = {"cfg": self.cfg}
         if "model" not in exclude and self._has_weights():
             data["model"] = self.gliner.to_bytes()
         return srsly.msgpack_dumps(data)
 
-    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> GLiNERPipe:
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = ()) -> GLiNERPipe:
         from ..gliner import GLiNER
 
         data = srsly.msgpack_loads(bytes_data)

@@ -31,4 +31,12 @@ class GLiNERShim(PyTorchShim):
             return
         # thinc's PyTorchShim keeps its grad scaler in a private attribute: used when present.
         scaler = getattr(self, "_grad_scaler", None)
-        optimizer_step(self._model, optimizer, self.id, self.lr_scales, self.weight_decay, self.grad_clip, scaler)
+        optimizer_step(
+            self._model,
+            optimizer,
+            self.id,
+            self.lr_scales,
+            self.weight_decay,
+            self.grad_clip,
+            scaler,
+        )

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 
@@ -84,9 +84,11 @@ def decode_arrays(
     if not flat_ner:
         cands = [
             Candidate(s, e, lab, p)
-            for s, e, lab, p in zip(starts.tolist(), ends.tolist(), labels.tolist(), scores.tolist())
+            for s, e, lab, p in zip(
+                starts.tolist(), ends.tolist(), labels.tolist(), scores.tolist()
+            )
         ]
-        return [tuple(c) for c in greedy_select(cands, False, multi_label)]
+        return [cast(Decoded, tuple(c)) for c in greedy_select(cands, False, multi_label)]
     if not multi_label:
         # Identical boundaries conflict: only a cell's first candidate in score order can win.
         cell = starts[order] * (int(ends.max()) + 1) + ends[order]
@@ -97,7 +99,9 @@ def decode_arrays(
     return [(int(starts[i]), int(ends[i]), int(labels[i]), float(scores[i])) for i in accepted]
 
 
-def _accept_flat(order: np.ndarray, starts: np.ndarray, ends: np.ndarray, multi_label: bool) -> list[int]:
+def _accept_flat(
+    order: np.ndarray, starts: np.ndarray, ends: np.ndarray, multi_label: bool
+) -> list[int]:
     covered = bytearray(int(ends.max()) + 2)
     accepted: list[int] = []
     cells = set()

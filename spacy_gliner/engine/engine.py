@@ -29,7 +29,7 @@ from .batches import Task, make_batches, make_tasks, plan_text_windows, threshol
 from .label_vectors import LabelVectors, pad_rows
 from .labels import LabelPlan, LabelSet, check_prompt_text, group_table, plan_label_groups
 from .results import WordsResult
-from .score import owned_candidates, collect_results
+from .score import collect_results, owned_candidates
 from .windows import Window
 
 logger = logging.getLogger("spacy_gliner")
@@ -90,7 +90,9 @@ class Engine:
         self.is_bi_encoder = bool(cfg.is_bi_encoder)
         self.batch_size = _positive("batch_size", options.batch_size)
         overlap = options.window_overlap
-        self.overlap = max(cfg.max_width, int(overlap if overlap is not None else 2 * cfg.max_width))
+        self.overlap = max(
+            cfg.max_width, int(overlap if overlap is not None else 2 * cfg.max_width)
+        )
         words = options.window_words
         self.window_words = int(cfg.max_len if words is None else min(int(words), cfg.max_len))
         if self.window_words <= self.overlap:
@@ -102,7 +104,9 @@ class Engine:
         default_labels = BI_ENCODER_LABELS_PER_PASS if self.is_bi_encoder else int(cfg.max_types)
         self.max_labels = int(options.max_labels_per_pass or default_labels)
         encoder_config = gliner.model.token_rep_layer.bert_layer.model.config
-        self.max_tokens = int(options.max_tokens or max_sequence_tokens(gliner.tokenizer, encoder_config))
+        self.max_tokens = int(
+            options.max_tokens or max_sequence_tokens(gliner.tokenizer, encoder_config)
+        )
         windows = CPU_BATCH_WINDOWS if gliner.device.type == "cpu" else GPU_BATCH_WINDOWS
         self.max_batch_tokens = int(options.max_batch_tokens or windows * self.max_tokens)
         if options.dtype == torch.float16 and gliner.device.type == "cpu":
@@ -110,7 +114,9 @@ class Engine:
                 "gliner: dtype float16 runs on a GPU only (its CPU kernels are missing or slow): "
                 "on CPU use float32 (the default) or bfloat16, or set device to a GPU."
             )
-        self.label_vectors = LabelVectors(gliner.model, gliner.prompts) if self.is_bi_encoder else None
+        self.label_vectors = (
+            LabelVectors(gliner.model, gliner.prompts) if self.is_bi_encoder else None
+        )
         self._plans: dict[LabelSet, LabelPlan] = {}
 
     def clear_cache(self) -> None:
@@ -181,8 +187,14 @@ class Engine:
         fixed = len(self.gliner.prompts.prefix) + len(self.gliner.prompts.suffix)
         tasks = make_tasks(tokens, windows, [len(p) for p in plan.prompt_ids], fixed)
         found, truncated = self._run_tasks(call, tasks)
-        return collect_results(windows, [len(w) for w in word_lists], found, truncated,
-                               len(plan.groups), self.max_width)
+        return collect_results(
+            windows,
+            [len(w) for w in word_lists],
+            found,
+            truncated,
+            len(plan.groups),
+            self.max_width,
+        )
 
     def _run_tasks(self, call: _Call, tasks: list[Task]) -> tuple[list, np.ndarray]:
         truncated = np.zeros(len(call.tokens), dtype=np.int64)
@@ -196,12 +208,22 @@ class Engine:
                 rows += len(batch)
                 now = time.perf_counter()
                 if now - last_log >= PROGRESS_SECONDS:
-                    logger.info("GLiNER: %d of %d windows x label groups scored (%.0f%%), %.0f s",
-                                rows, len(tasks), 100.0 * rows / len(tasks), now - start)
+                    logger.info(
+                        "GLiNER: %d of %d windows x label groups scored (%.0f%%), %.0f s",
+                        rows,
+                        len(tasks),
+                        100.0 * rows / len(tasks),
+                        now - start,
+                    )
                     last_log = now
-        logger.debug("GLiNER: %d texts, %d windows, %d label group(s), %d encoder batches in %.2f s",
-                     len(call.tokens), sum(len(w) for w in call.windows), len(call.plan.groups),
-                     len(batches), time.perf_counter() - start)
+        logger.debug(
+            "GLiNER: %d texts, %d windows, %d label group(s), %d encoder batches in %.2f s",
+            len(call.tokens),
+            sum(len(w) for w in call.windows),
+            len(call.plan.groups),
+            len(batches),
+            time.perf_counter() - start,
+        )
         return found, truncated
 
     @torch.inference_mode()
@@ -212,22 +234,38 @@ class Engine:
         for task, n in zip(batch, cut):
             truncated[task.text] += n
         probs = self._probabilities(inputs, [call.plan.groups[t.group] for t in batch], call.labels)
-        return owned_candidates(probs, batch, call.windows, call.tokens, call.plan.table,
-                                call.thresholds, self.max_width)
+        return owned_candidates(
+            probs,
+            batch,
+            call.windows,
+            call.tokens,
+            call.plan.table,
+            call.thresholds,
+            self.max_width,
+        )
 
     def _row(self, call: _Call, task: Task) -> Row:
         window = call.windows[task.text][task.window]
-        return Row(call.tokens[task.text], window.start, window.end, call.plan.prompt_ids[task.group])
+        return Row(
+            call.tokens[task.text], window.start, window.end, call.plan.prompt_ids[task.group]
+        )
 
-    def _probabilities(self, inputs: dict, groups: Sequence[Sequence[int]], labels: LabelSet) -> torch.Tensor:
+    def _probabilities(
+        self, inputs: dict, groups: Sequence[Sequence[int]], labels: LabelSet
+    ) -> torch.Tensor:
         """Sigmoid scores ``[B, W, K, C]`` (float32) for one batch of encoder inputs."""
         device = self.gliner.device
         inputs = {k: v.to(device) for k, v in inputs.items()}
         if self.label_vectors is not None:
             prompts = [tuple(labels.prompts[i] for i in g) for g in groups]
-            inputs["labels_embeddings"], inputs["labels_mask"] = self.label_vectors.rows(prompts, device)
+            inputs["labels_embeddings"], inputs["labels_mask"] = self.label_vectors.rows(
+                prompts, device
+            )
         dtype = self.options.dtype
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None), _attention(device):
+        with (
+            torch.autocast(device.type, dtype=dtype, enabled=dtype is not None),
+            _attention(device),
+        ):
             logits, _, _ = self.gliner.model(**inputs)
         return torch.sigmoid(logits.float())
 
@@ -240,12 +278,17 @@ class Engine:
         windows: the reference's ``run_batch`` view (used by parity tests and benchmarks)."""
         gliner = self.gliner
         device = gliner.device
-        inputs = {k: v.to(device) for k, v in gliner.prompts.encode(word_lists, label_lists).items()}
+        inputs = {
+            k: v.to(device) for k, v in gliner.prompts.encode(word_lists, label_lists).items()
+        }
         if self.label_vectors is not None:
             rows = [self.label_vectors.group(tuple(labels), device) for labels in label_lists]
             inputs["labels_embeddings"], inputs["labels_mask"] = pad_rows(rows, device)
         dtype = self.options.dtype
-        with _eval_mode(gliner.model), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        with (
+            _eval_mode(gliner.model),
+            torch.autocast(device.type, dtype=dtype, enabled=dtype is not None),
+        ):
             logits, _, _ = gliner.model(**inputs)
         probs = torch.sigmoid(logits.float()).cpu().numpy()
         pairs = zip(word_lists, label_lists)

@@ -57,7 +57,9 @@ class LabelVectors:
         return pad_rows([self.group(p, device) for p in row_prompts], device)
 
 
-def pad_rows(rows: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_rows(
+    rows: Sequence[torch.Tensor], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack label-vector rows ``[C_i, D]`` into ``[B, C, D]`` (zero-padded) and a mask ``[B, C]``."""
     width = max(r.size(0) for r in rows)
     embeds = rows[0].new_zeros(len(rows), width, rows[0].size(-1))

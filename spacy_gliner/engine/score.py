@@ -39,11 +39,11 @@ def owned_candidates(
     ends = np.arange(num_words)[:, None] + np.arange(width)[None, :]
     cell_ok = ends[None] < lengths[:, None, None]
     # ... and that this window owns (texts with several windows only).
-    for r, t in enumerate(batch):
+    for row, t in enumerate(batch):
         wins = windows[t.text]
         if len(wins) > 1:
             num_text_words = int(tokens[t.text].offsets.size - 1)
-            cell_ok[r, : lengths[r]] &= owned_cells(wins, t.window, num_text_words, max_width)
+            cell_ok[row, : lengths[row]] &= owned_cells(wins, t.window, num_text_words, max_width)
     groups = np.array([t.group for t in batch], dtype=np.int64)
     thr = thresholds[groups][:, :num_classes]
     limit = torch.from_numpy(np.ascontiguousarray(thr)).to(device=device, dtype=probs.dtype)
@@ -73,7 +73,13 @@ def collect_results(
         text = start = end = label = _EMPTY_I
         score = _EMPTY_F
     order = np.lexsort((label, end, start, text))  # the reference's enumeration order per text
-    text, start, end, label, score = text[order], start[order], end[order], label[order], score[order]
+    text, start, end, label, score = (
+        text[order],
+        start[order],
+        end[order],
+        label[order],
+        score[order],
+    )
     bounds = np.searchsorted(text, np.arange(len(windows) + 1))
     results = []
     for t, wins in enumerate(windows):
@@ -83,7 +89,9 @@ def collect_results(
             logger.warning(
                 "GLiNER text %d: %d span(s) fit in no window and %d word(s) fell past the "
                 "encoder's sub-token limit (a word longer than the window, or a tiny token budget).",
-                t, missing, int(truncated[t]),
+                t,
+                missing,
+                int(truncated[t]),
             )
         arrays = (start[a:b].copy(), end[a:b].copy(), label[a:b].copy(), score[a:b].copy())
         results.append(

@@ -77,8 +77,6 @@ def resolve_checkpoint_dir(
     return Path(directory)
 
 
-
-
 def read_config_dict(directory: Path) -> dict[str, Any]:
     """The raw ``gliner_config.json`` of a checkpoint directory."""
     path = directory / CONFIG_FILE
@@ -101,7 +99,11 @@ def read_config(
 ) -> GLiNERConfig:
     """``gliner_config.json`` of a checkpoint directory or hub id as a ``GLiNERConfig``."""
     directory = resolve_checkpoint_dir(
-        name_or_path, cache_dir=cache_dir, local_files_only=local_files_only, revision=revision, token=token
+        name_or_path,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        revision=revision,
+        token=token,
     )
     try:
         return GLiNERConfig.from_dict(read_config_dict(directory))

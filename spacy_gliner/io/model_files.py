@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Optional, TypeVar, Union, cast
 
 import torch
 from torch import nn
@@ -23,7 +23,16 @@ from .hub import (
     resolve_encoder_config,
 )
 from .tokenizers import PromptTokenizer, add_special_tokens, check_special_tokens, load_tokenizer
-from .weights import load_weights_strict, read_state_dict, rnn_layers_in, save_state_dict, warn_unused_layers
+from .weights import (
+    load_weights_strict,
+    read_state_dict,
+    rnn_layers_in,
+    save_state_dict,
+    warn_unused_layers,
+)
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 logger = logging.getLogger("spacy_gliner")
 PathLike = Union[str, Path]
@@ -53,7 +62,7 @@ class ModelFiles:
             hub = {"cache_dir": cache_dir, "local_files_only": hub_offline(local_files_only)}
             parts = _create(config, pretrained_encoder, hub)
         self.model, self.tokenizer, self.labels_tokenizer = parts
-        self.config: GLiNERConfig = self.model.config
+        self.config: GLiNERConfig = cast(GLiNERConfig, self.model.config)
         self.prompts = PromptTokenizer(self.tokenizer, self.config, self.labels_tokenizer)
         self.model.eval()
 
@@ -72,7 +81,12 @@ class ModelFiles:
         _attn_implementation: Optional[str] = None,
     ) -> T:
         """Load a checkpoint written by the ``gliner`` package (or by us): directory or hub id."""
-        hub = {"cache_dir": cache_dir, "local_files_only": local_files_only, "revision": revision, "token": token}
+        hub: dict[str, Any] = {
+            "cache_dir": cache_dir,
+            "local_files_only": local_files_only,
+            "revision": revision,
+            "token": token,
+        }
         directory = resolve_checkpoint_dir(name_or_path, **hub)
         data = read_config_dict(directory)
         try:
@@ -82,7 +96,11 @@ class ModelFiles:
             raise
         except (TypeError, ValueError) as err:
             raise CheckpointError(f"{directory / CONFIG_FILE}: {err}") from err
-        overrides = {"max_len": max_length, "max_width": max_width, "_attn_implementation": _attn_implementation}
+        overrides = {
+            "max_len": max_length,
+            "max_width": max_width,
+            "_attn_implementation": _attn_implementation,
+        }
         for key, value in overrides.items():
             if value is not None:
                 setattr(config, key, value)
@@ -97,7 +115,9 @@ class ModelFiles:
         directory.mkdir(parents=True, exist_ok=True)
         self._sync_config()
         self.config.to_json_file(directory / CONFIG_FILE)
-        save_state_dict(self.model, directory, safe_serialization, mode_like=directory / CONFIG_FILE)
+        save_state_dict(
+            self.model, directory, safe_serialization, mode_like=directory / CONFIG_FILE
+        )
         self.tokenizer.save_pretrained(str(directory))
         if self.labels_tokenizer is not None:
             self.labels_tokenizer.save_pretrained(str(directory / LABELS_TOKENIZER_DIR))
@@ -111,7 +131,9 @@ class ModelFiles:
             return {str(p.relative_to(tmp)): p.read_bytes() for p in files}
 
     @classmethod
-    def from_bytes(cls: type[T], files: dict[str, bytes], map_location: Union[str, torch.device] = "cpu") -> T:
+    def from_bytes(
+        cls: type[T], files: dict[str, bytes], map_location: Union[str, torch.device] = "cpu"
+    ) -> T:
         with tempfile.TemporaryDirectory() as tmp:
             for name, data in files.items():
                 path = Path(tmp) / name
@@ -121,7 +143,7 @@ class ModelFiles:
 
     def _sync_config(self) -> None:
         """Store the encoder configs so the checkpoint never needs ``model_name`` again."""
-        layer = self.model.token_rep_layer
+        layer: Any = self.model.token_rep_layer
         self.config.encoder_config = layer.bert_layer.model.config.to_dict()
         if hasattr(layer, "labels_encoder"):
             self.config.labels_encoder_config = layer.labels_encoder.model.config.to_dict()
@@ -135,14 +157,18 @@ class ModelFiles:
         return self
 
 
-def _load(directory: Path, config: GLiNERConfig, hub_kwargs: dict[str, Any]) -> tuple[nn.Module, Any, Any]:
+def _load(
+    directory: Path, config: GLiNERConfig, hub_kwargs: dict[str, Any]
+) -> tuple[nn.Module, Any, Any]:
     """Model with strictly loaded weights, tokenizer, labels tokenizer of a checkpoint directory."""
     state_dict = read_state_dict(directory)
     stored_rnn = rnn_layers_in(state_dict)
     if stored_rnn != config.num_rnn_layers:
         logger.warning(
             "%s: gliner_config.json asks for %d LSTM layer(s) but the weights hold %d; following the weights.",
-            directory, config.num_rnn_layers, stored_rnn,
+            directory,
+            config.num_rnn_layers,
+            stored_rnn,
         )
         config.num_rnn_layers = stored_rnn
     warn_unused_layers(config, state_dict, str(directory))
@@ -154,10 +180,17 @@ def _load(directory: Path, config: GLiNERConfig, hub_kwargs: dict[str, Any]) -> 
             check_special_tokens(tokenizer, config, str(directory))
     labels_tokenizer = labels_cfg = None
     if config.is_bi_encoder:
+        assert config.labels_encoder is not None  # is_bi_encoder means labels_encoder is set
         labels_dir = directory / LABELS_TOKENIZER_DIR
-        labels_tokenizer = load_tokenizer(labels_dir, config.labels_encoder, hub_kwargs, "labels tokenizer")
-        labels_cfg = resolve_encoder_config(config.labels_encoder_config, config.labels_encoder, **hub_kwargs)
-    text_cfg = resolve_encoder_config(config.encoder_config, config.model_name, config.vocab_size, **hub_kwargs)
+        labels_tokenizer = load_tokenizer(
+            labels_dir, config.labels_encoder, hub_kwargs, "labels tokenizer"
+        )
+        labels_cfg = resolve_encoder_config(
+            config.labels_encoder_config, config.labels_encoder, **hub_kwargs
+        )
+    text_cfg = resolve_encoder_config(
+        config.encoder_config, config.model_name, config.vocab_size, **hub_kwargs
+    )
     if config.vocab_size != -1:
         text_cfg.vocab_size = config.vocab_size
     model = assemble(config, text_cfg, labels_cfg)
@@ -181,7 +214,9 @@ def assemble(
     return build_model(config, text_model, labels_model)
 
 
-def _create(config: GLiNERConfig, pretrained_encoder: bool, hub: dict[str, Any]) -> tuple[nn.Module, Any, Any]:
+def _create(
+    config: GLiNERConfig, pretrained_encoder: bool, hub: dict[str, Any]
+) -> tuple[nn.Module, Any, Any]:
     """A fresh model: encoder(s) from ``model_name`` / ``labels_encoder``, new heads."""
     config = config.copy()
     family_of(config.to_dict())
@@ -190,7 +225,7 @@ def _create(config: GLiNERConfig, pretrained_encoder: bool, hub: dict[str, Any])
         add_special_tokens(tokenizer, config)
     text_model = _encoder(config.model_name, config.encoder_config, pretrained_encoder, hub)
     if not config.is_bi_encoder:
-        text_model.resize_token_embeddings(len(tokenizer))
+        cast("PreTrainedModel", text_model).resize_token_embeddings(len(tokenizer))
     labels_tokenizer = labels_model = None
     if config.is_bi_encoder:
         name = str(config.labels_encoder)

@@ -24,7 +24,9 @@ logger = logging.getLogger("spacy_gliner")
 SPECIAL_TOKENS = ("[FLERT]",)  # then ent_token, sep_token: the order published checkpoints use
 
 
-def load_tokenizer(directory: Path, fallback: str, hub_kwargs: dict[str, Any], what: str = "tokenizer") -> Any:
+def load_tokenizer(
+    directory: Path, fallback: str, hub_kwargs: dict[str, Any], what: str = "tokenizer"
+) -> Any:
     """The checkpoint's own tokenizer files, or the encoder's (``model_name``) for older ones."""
     from transformers import AutoTokenizer
 
@@ -190,7 +192,9 @@ class PromptTokenizer:
             out[i] = TextTokens(ids, offsets)
         return out
 
-    def assemble(self, rows: Sequence[Row], max_tokens: int) -> tuple[dict[str, torch.Tensor], list[int]]:
+    def assemble(
+        self, rows: Sequence[Row], max_tokens: int
+    ) -> tuple[dict[str, torch.Tensor], list[int]]:
         """Encoder inputs for ``rows`` (at most ``max_tokens`` sub-tokens each) and, per row, the
         number of words that fell past that limit (they get zero vectors, as the reference's
         truncating tokenizer gives them)."""
@@ -249,7 +253,11 @@ class PromptTokenizer:
         prompts = [self.prompt_words(labels) for labels in label_lists]
         inputs = [p + list(w) for p, w in zip(prompts, word_lists)]
         enc = self.tokenizer(
-            inputs, is_split_into_words=True, truncation=True, padding="longest", return_tensors="pt"
+            inputs,
+            is_split_into_words=True,
+            truncation=True,
+            padding="longest",
+            return_tensors="pt",
         )
         pooling = self.config.subtoken_pooling
         words_mask = np.zeros(enc["input_ids"].shape, dtype=np.int64)

@@ -8,7 +8,6 @@ import re
 import stat
 import warnings
 from pathlib import Path
-from typing import Any, Optional, Union
 
 import torch
 
@@ -51,7 +50,7 @@ def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt", device="cpu") as f:
-            state_dict = {key: f.get_tensor(key) for key in f.keys()}
+            state_dict = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
             metadata = f.metadata() or {}
         # gliner (like safetensors.torch.save_model) stores tensors that share storage once and
         # records each omitted name as metadata {omitted: kept}; re-create those entries.
@@ -100,7 +99,10 @@ def _some(keys, limit: int = 20) -> str:
 
 
 def save_state_dict(
-    model: torch.nn.Module, directory: Path, safe_serialization: bool = True, mode_like: Path | None = None
+    model: torch.nn.Module,
+    directory: Path,
+    safe_serialization: bool = True,
+    mode_like: Path | None = None,
 ) -> None:
     """Write ``model.safetensors`` (or ``pytorch_model.bin``) and remove the other format. The file
     gets the permissions of ``mode_like`` (safetensors writes 0600 through a temporary file)."""

@@ -4,7 +4,7 @@ No hub access here: configs arrive as dicts or objects (``io`` resolves and down
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import torch
 from torch import nn
@@ -28,9 +28,9 @@ def hf_config_from_dict(data: dict[str, Any], default_type: str = "deberta-v2") 
 def backbone_from_config(hf_config: PretrainedConfig) -> nn.Module:
     """A bare encoder with random weights from ``hf_config`` (T5 family: its encoder only)."""
     if hf_config.model_type in ("t5", "mt5", "umt5"):
-        from transformers import T5EncoderModel
+        from transformers import T5Config, T5EncoderModel
 
-        return T5EncoderModel(hf_config)
+        return T5EncoderModel(cast(T5Config, hf_config))
     return AutoModel.from_config(hf_config)
 
 
@@ -42,12 +42,12 @@ class TransformerLayer(nn.Module):
         self.model = model
         self.fuse_layers = fuse_layers
         if fuse_layers:
-            cfg = model.config
+            cfg: Any = model.config  # a transformers config: attributes vary by model
             self.layers_fuser = LayersFuser(cfg.num_hidden_layers, cfg.hidden_size)
 
     @property
     def hidden_size(self) -> int:
-        cfg = self.model.config
+        cfg: Any = self.model.config
         return getattr(cfg, "hidden_size", None) or cfg.d_model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

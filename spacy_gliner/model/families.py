@@ -73,6 +73,8 @@ def family_of(data: Mapping[str, Any]) -> Family:
     return family
 
 
-def build_model(config: GLiNERConfig, text_model: nn.Module, labels_model: nn.Module | None = None) -> nn.Module:
+def build_model(
+    config: GLiNERConfig, text_model: nn.Module, labels_model: nn.Module | None = None
+) -> nn.Module:
     """The torch model for ``config`` (raises ``UnsupportedArchitecture`` first)."""
     return family_of(config.to_dict()).build(config, text_model, labels_model)

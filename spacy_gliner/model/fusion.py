@@ -7,7 +7,7 @@ Parameter names match published checkpoints (``cross_fuser.layers.{i}.{j}.*`` an
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
+from typing import Union, cast
 
 import torch
 import torch.nn.functional as F
@@ -125,7 +125,7 @@ class CrossFuser(nn.Module):
             "t2l": wm[:, :, None] & lm[:, None, :],  # [B, W, C]
         }
         for layer in self.layers:
-            for token, block in zip(self.schema, layer):
+            for token, block in zip(self.schema, cast(nn.ModuleList, layer)):
                 mask = masks[token]
                 if token == "l2l":
                     labels = block(labels, mask)

@@ -125,7 +125,7 @@ def span_loss(
         raise ValueError(f"Unknown masking {masking!r}; use one of {MASKING_MODES}.")
     if reduction not in REDUCTIONS:
         raise ValueError(f"Unknown reduction {reduction!r}; use one of {REDUCTIONS}.")
-    batch, num_words, width, num_classes = logits.shape
+    batch, _num_words, _width, _num_classes = logits.shape
     logits = logits.float()
     targets = targets.to(logits.dtype)
     loss = focal_loss_with_logits(

@@ -15,10 +15,15 @@ they get the value of a zero end term, ``relu(S[s]) . L[c]``, and no gradient.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .dropout import keep_mask
+
+if TYPE_CHECKING:
+    from .span_rep import MarkerV0
 
 CHUNK_BYTES = (
     2 << 20
@@ -127,7 +132,9 @@ def marker_span_logits_inference(start: Tensor, end: Tensor, labels: Tensor, wid
 TERM_BLOCK_ROWS = 1024
 
 
-def factored_marker_logits(span_layer: torch.nn.Module, words: Tensor, labels: Tensor, width: int) -> Tensor:
+def factored_marker_logits(
+    span_layer: MarkerV0, words: Tensor, labels: Tensor, width: int
+) -> Tensor:
     """markerV0 logits ``[B, W, K, C]`` without materialising span vectors of size D.
 
     ``out_project`` = Linear1 -> ReLU -> Dropout -> Linear2 over ReLU([S; E]); Linear1 splits into
@@ -136,8 +143,8 @@ def factored_marker_logits(span_layer: torch.nn.Module, words: Tensor, labels: T
     this is :class:`MarkerSpanLogits` (dropout as in training), else the inference loop. Equal to
     the plain module ``MarkerV0.forward`` followed by the label product (tests pin it).
     """
-    out = span_layer.out_project
-    last = out[3]
+    out = cast(nn.Sequential, span_layer.out_project)
+    last = cast(nn.Linear, out[3])
     label_vecs = labels @ last.weight  # [B, C, 4D]
     label_bias = labels @ last.bias  # [B, C]
     start_term, end_term = span_terms(span_layer, words)  # [B, W, 4D] each
@@ -147,12 +154,15 @@ def factored_marker_logits(span_layer: torch.nn.Module, words: Tensor, labels: T
     batch, num_words, _ = start_term.shape
     if num_words == 0 or label_vecs.size(1) == 0:
         return start_term.new_zeros(batch, num_words, width, label_vecs.size(1))
-    drop = out[2].p if out[2].training else 0.0
+    dropout = cast(nn.Dropout, out[2])
+    drop = dropout.p if dropout.training else 0.0
     scaled = label_vecs * (1.0 / (1.0 - drop)) if drop else label_vecs
-    return marker_span_logits(start_term, end_term, scaled, width, drop) + label_bias[:, None, None, :]
+    return (
+        marker_span_logits(start_term, end_term, scaled, width, drop) + label_bias[:, None, None, :]
+    )
 
 
-def span_terms(span_layer: torch.nn.Module, words: Tensor) -> tuple[Tensor, Tensor]:
+def span_terms(span_layer: MarkerV0, words: Tensor) -> tuple[Tensor, Tensor]:
     """``span_layer.span_terms(words)`` ([B, W, 4D] each), ``TERM_BLOCK_ROWS`` word vectors at a
     time (the MLPs' [rows, 4D] temporaries stay small). All-zero word vectors (batch padding,
     words without sub-tokens) are not run: they share the zero vector's terms."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -23,7 +25,9 @@ class GLiNERModel(nn.Module):
     per-call state: concurrent forward passes in evaluation mode are independent.
     """
 
-    def __init__(self, config: GLiNERConfig, text_model: nn.Module, labels_model: nn.Module | None = None) -> None:
+    def __init__(
+        self, config: GLiNERConfig, text_model: nn.Module, labels_model: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.config = config
         dim = config.hidden_size
@@ -33,7 +37,8 @@ class GLiNERModel(nn.Module):
         self.span_rep_layer = SpanRepLayer(config.span_mode, dim, config.max_width, config.dropout)
         self.prompt_rep_layer = projection_mlp(dim, config.dropout)
         if config.fusion_schema:
-            heads = text_model.config.num_attention_heads
+            text_config: Any = text_model.config  # a transformers config
+            heads = text_config.num_attention_heads
             self.cross_fuser = CrossFuser(
                 dim, heads, config.num_post_fusion_layers, config.dropout, config.fusion_schema
             )
@@ -88,7 +93,9 @@ class GLiNERModel(nn.Module):
             prompts = prompts * prompts_mask.unsqueeze(-1).to(prompts.dtype)
         return words, word_mask, prompts, prompts_mask
 
-    def score_spans(self, words: torch.Tensor, word_mask: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+    def score_spans(
+        self, words: torch.Tensor, word_mask: torch.Tensor, prompts: torch.Tensor
+    ) -> torch.Tensor:
         """Logits [B, W, K, C] for every (start word, width, label).
 
         markerV0 takes the factored path (``marker_scores.py``), except when training under
@@ -101,7 +108,9 @@ class GLiNERModel(nn.Module):
             return factored_marker_logits(span_layer, words, labels, self.config.max_width)
         return self.plain_span_logits(words, word_mask, labels)
 
-    def plain_span_logits(self, words: torch.Tensor, word_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def plain_span_logits(
+        self, words: torch.Tensor, word_mask: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
         """The reference computation: span vectors [B, W, K, D], then a product with the
         projected label vectors ``labels`` [B, C, D] -> [B, W, K, C]."""
         lengths = word_mask.sum(-1)

@@ -8,7 +8,7 @@ Parameter names follow published checkpoints (``span_rep_layer.span_rep_layer.*`
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Optional
+from typing import Optional, cast
 
 import torch
 import torch.nn.functional as F
@@ -72,7 +72,7 @@ class MarkerV0(_Marker):
         Returns ``(start_term, end_term)``, both [B, W, 4D]; the bias is folded into ``start_term``.
         The span vector is then ``out_project[1:](start_term[start] + end_term[end])``.
         """
-        first: nn.Linear = self.out_project[0]
+        first = cast(nn.Linear, cast(nn.Sequential, self.out_project)[0])
         D = words.size(-1)
         start = F.linear(
             self.project_start(words).relu(), first.weight[:, :D], first.bias
@@ -208,13 +208,14 @@ class SpanConv(nn.Module):
                 for k in range(1, max_width)
             )
             for block in self.convs:
-                nn.init.kaiming_uniform_(block["conv"].weight, nonlinearity="relu")
+                conv = cast(nn.Conv1d, cast(nn.ModuleDict, block)["conv"])
+                nn.init.kaiming_uniform_(conv.weight, nonlinearity="relu")
         self.project = nn.Sequential(nn.ReLU(), nn.Linear(hidden_size, hidden_size))
 
     def _window(self, x: Tensor, k: int) -> Tensor:
         """Window of k+1 words: [B, D, W+k] -> [B, D, W]."""
         if self.mode == "conv_conv":
-            return self.convs[k - 1]["conv"](x)
+            return cast(nn.ModuleDict, self.convs[k - 1])["conv"](x)
         if self.mode == "conv_max":
             return F.max_pool1d(x, k + 1, stride=1)
         mean = F.avg_pool1d(x, k + 1, stride=1)
@@ -253,6 +254,12 @@ class ConvShare(nn.Module):
 # Dispatcher
 # ----------------------------------------------------------------------------------------------
 
+
+def _conv_builder(mode: str) -> Callable[[int, int, float], nn.Module]:
+    """Builder of a :class:`SpanConv` of the given ``mode`` (the dropout is not used)."""
+    return lambda d, k, p: SpanConv(d, k, mode)
+
+
 _BUILDERS: dict[str, Callable[[int, int, float], nn.Module]] = {
     "markerV0": MarkerV0,
     "marker": Marker,
@@ -261,10 +268,7 @@ _BUILDERS: dict[str, Callable[[int, int, float], nn.Module]] = {
     "query": lambda d, k, p: SpanQuery(d, k),
     "mlp": lambda d, k, p: SpanMLP(d, k),
     "cat": lambda d, k, p: SpanCat(d, k),
-    **{
-        m: (lambda d, k, p, m=m: SpanConv(d, k, m))
-        for m in ("conv_conv", "conv_max", "conv_mean", "conv_sum")
-    },
+    **{m: _conv_builder(m) for m in ("conv_conv", "conv_max", "conv_mean", "conv_sum")},
     "conv_share": lambda d, k, p: ConvShare(d, k),
 }
 

@@ -94,6 +94,7 @@ def _thinc_update(
     from thinc.util import torch2xp, xp2torch
 
     _decay(param, optimizer, scale, decay)
+    assert param.grad is not None  # callers pass only parameters with a gradient
     new, _ = optimizer((shim_id, name), torch2xp(param.data), torch2xp(param.grad), lr_scale=scale)
     if _data_ptr(new) != param.data_ptr():  # thinc's Adam updates in place: nothing to copy
         with torch.no_grad():

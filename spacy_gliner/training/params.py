@@ -113,6 +113,4 @@ __all__ = [
     "optimizer_groups",
     "param_lr_scales",
     "param_weight_decay",
-    "sample_label_sets",
-    "span_targets",
 ]

@@ -9,7 +9,7 @@ import copy
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import torch
 
@@ -30,7 +30,9 @@ class Rows:
     label_sets: list[list[str]]
 
 
-def window_rows(gliner: Any, texts: Sequence[tuple[list[str], list[Span]]], prompt_budget: int) -> tuple[list, list]:
+def window_rows(
+    gliner: Any, texts: Sequence[tuple[list[str], list[Span]]], prompt_budget: int
+) -> tuple[list, list]:
     """Cut long texts into windows sized like inference windows; spans follow their window."""
     cfg = gliner.config
     words_list, spans_list = [], []
@@ -39,10 +41,15 @@ def window_rows(gliner: Any, texts: Sequence[tuple[list[str], list[Span]]], prom
             windows = [(0, len(words))]
         else:
             counts = gliner.prompts.word_token_counts(words)
-            windows = [tuple(w) for w in plan_windows(counts, prompt_budget, cfg.max_len, cfg.max_width)]
+            windows = [
+                cast(tuple[int, int], tuple(w))
+                for w in plan_windows(counts, prompt_budget, cfg.max_len, cfg.max_width)
+            ]
         for start, end in windows:
             words_list.append(words[start:end])
-            spans_list.append([(s - start, e - start, lab) for s, e, lab in spans if s >= start and e < end])
+            spans_list.append(
+                [(s - start, e - start, lab) for s, e, lab in spans if s >= start and e < end]
+            )
     return words_list, spans_list
 
 
@@ -73,17 +80,26 @@ def make_rows(
     return Rows([words[i] for i in keep], [spans[i] for i in keep], [label_sets[i] for i in keep])
 
 
-def forward(gliner: Any, module: torch.nn.Module, words: Sequence[Sequence[str]], label_sets: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+def forward(
+    gliner: Any,
+    module: torch.nn.Module,
+    words: Sequence[Sequence[str]],
+    label_sets: Sequence[Sequence[str]],
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits ``[B, W, K, C]`` and label mask ``[B, C]`` of ``module`` (the model or a copy)."""
     device = next(module.parameters()).device
     inputs = {k: v.to(device) for k, v in gliner.prompts.encode(words, label_sets).items()}
     if gliner.config.is_bi_encoder:
-        inputs["labels_embeddings"], inputs["labels_mask"] = bi_encoder_labels(gliner, module, label_sets, device)
+        inputs["labels_embeddings"], inputs["labels_mask"] = bi_encoder_labels(
+            gliner, module, label_sets, device
+        )
     logits, _, label_mask = module(**inputs)
     return logits, label_mask
 
 
-def bi_encoder_labels(gliner: Any, module: Any, label_sets: Sequence[Sequence[str]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def bi_encoder_labels(
+    gliner: Any, module: Any, label_sets: Sequence[Sequence[str]], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Label vectors ``[B, C, D]`` (with gradients) and mask ``[B, C]`` for per-row label sets."""
     union = list(dict.fromkeys(label for labels in label_sets for label in labels))
     enc = {k: v.to(device) for k, v in gliner.prompts.encode_labels(union).items()}
@@ -121,13 +137,19 @@ class Rehearsal:
         logits, _ = forward(gliner, gliner.model, words, label_sets)
         device = logits.device
         lengths = torch.tensor([len(w) for w in words], device=device)
-        ends = torch.arange(logits.size(1), device=device)[:, None] + torch.arange(logits.size(2), device=device)
+        ends = torch.arange(logits.size(1), device=device)[:, None] + torch.arange(
+            logits.size(2), device=device
+        )
         valid = (ends[None] < lengths[:, None, None]).unsqueeze(-1).float()
-        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.sigmoid(target), reduction="none")
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, torch.sigmoid(target), reduction="none"
+        )
         return (bce * valid).sum() / valid.sum().clamp(min=1.0)
 
 
-def train_step(gliner: Any, rows: Rows, loss_fn: Callable, rehearsal: Optional[Rehearsal] = None) -> float:
+def train_step(
+    gliner: Any, rows: Rows, loss_fn: Callable, rehearsal: Optional[Rehearsal] = None
+) -> float:
     """Forward, loss (plus rehearsal), backward on ``rows``; returns the loss. The model is in
     training mode during the step and in evaluation mode after it."""
     module = gliner.model
@@ -135,7 +157,9 @@ def train_step(gliner: Any, rows: Rows, loss_fn: Callable, rehearsal: Optional[R
     try:
         logits, label_mask = forward(gliner, module, rows.words, rows.label_sets)
         lengths = [len(w) for w in rows.words]
-        targets, span_mask = span_targets(rows.spans, rows.label_sets, lengths, gliner.config.max_width)
+        targets, span_mask = span_targets(
+            rows.spans, rows.label_sets, lengths, gliner.config.max_width
+        )
         loss = loss_fn(logits, targets.to(logits.device), span_mask.to(logits.device), label_mask)
         if rehearsal is not None and rehearsal.active:
             loss = loss + rehearsal.weight * rehearsal.loss(gliner, rows.words)

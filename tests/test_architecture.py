@@ -1,0 +1,147 @@
+"""The package's layering: each layer imports only downward, no module import cycles, and every
+third-party import is a declared dependency."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "spacy_gliner"
+ROOT = PACKAGE.parent
+# Lower number = lower layer. A module may import its own layer or lower ones.
+LAYERS = {
+    "model": 0,
+    "io": 1,
+    "engine": 2,
+    "training": 3,
+    "gliner": 3,
+    "component": 4,
+    "data": 5,
+}
+# Third-party imports allowed per layer (beyond the standard library).
+LAYER_THIRD_PARTY = {
+    0: {"torch", "numpy", "transformers"},
+    1: {"torch", "numpy", "transformers", "safetensors", "huggingface_hub"},
+    2: {"torch", "numpy"},
+    3: {"torch", "numpy", "thinc"},  # training applies thinc optimizers; no spaCy
+}
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = path
+    return out
+
+
+def _imports(name: str, path: Path) -> list[str]:
+    """Absolute names of every import in the module (function-level ones included)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                prefix = ".".join(base)
+                target = f"{prefix}.{node.module}" if node.module else prefix
+            else:
+                target = node.module or ""
+            found.append(target)
+            found += [f"{target}.{alias.name}" for alias in node.names]
+    return found
+
+
+def _layer(module: str) -> int | None:
+    parts = module.split(".")
+    if len(parts) < 2:
+        return None  # the package's __init__ (lazy exports) sits above everything
+    return LAYERS.get(parts[1])
+
+
+def _internal_graph() -> dict[str, set[str]]:
+    modules = _modules()
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for imp in _imports(name, path):
+            while imp and imp not in modules:
+                imp = imp.rpartition(".")[0]
+            if imp and imp != name and imp != "spacy_gliner":
+                targets.add(imp)
+        graph[name] = targets
+    return graph
+
+
+def test_every_module_has_a_layer():
+    missing = [m for m in _modules() if m != "spacy_gliner" and _layer(m) is None]
+    assert not missing, f"modules outside the layer table: {missing}"
+
+
+def test_imports_only_go_downward():
+    upward = []
+    for module, targets in _internal_graph().items():
+        for target in targets:
+            if (_layer(target) or 0) > (_layer(module) if _layer(module) is not None else 99):
+                upward.append(f"{module} -> {target}")
+    assert not upward, "upward imports: " + ", ".join(sorted(upward))
+
+
+def test_no_import_cycles():
+    graph = _internal_graph()
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in graph.get(node, ()):
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join([*stack[stack.index(nxt) :], nxt]))
+            elif nxt not in state:
+                visit(nxt, [*stack, nxt])
+        state[node] = 2
+
+    for node in graph:
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, "import cycles: " + "; ".join(cycles)
+
+
+def test_lower_layers_use_no_spacy():
+    wrong = []
+    for name, path in _modules().items():
+        layer = _layer(name)
+        if layer is None or layer not in LAYER_THIRD_PARTY:
+            continue
+        for imp in _imports(name, path):
+            top = imp.split(".")[0]
+            if top in ("spacy_gliner", "") or top in sys.stdlib_module_names:
+                continue
+            if top not in LAYER_THIRD_PARTY[layer]:
+                wrong.append(f"{name} imports {top}")
+    assert not wrong, "; ".join(sorted(set(wrong)))
+
+
+def test_third_party_imports_are_declared_dependencies():
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {
+        dep.split(";")[0].split("[")[0].split("<")[0].split(">")[0].split("=")[0].strip().lower().replace("-", "_")
+        for dep in project["dependencies"]
+    }
+    missing = set()
+    for name, path in _modules().items():
+        for imp in _imports(name, path):
+            top = imp.split(".")[0]
+            if top in ("spacy_gliner", "") or top in sys.stdlib_module_names:
+                continue
+            if top.lower() not in declared:
+                missing.add(f"{top} (in {name})")
+    assert not missing, f"imported but not declared in pyproject.toml: {sorted(missing)}"
