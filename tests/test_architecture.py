@@ -20,6 +20,8 @@ LAYERS = {
     "gliner": 3,
     "component": 4,
     "data": 5,
+    "cli": 5,
+    "__main__": 5,
 }
 # Third-party imports allowed per layer (beyond the standard library).
 LAYER_THIRD_PARTY = {

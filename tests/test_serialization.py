@@ -130,16 +130,22 @@ def test_nlp_to_disk_spacy_load_offline(private_checkpoints, tmp_path, monkeypat
     _identical(_probs(nlp2.get_pipe("gliner").gliner), probs_before)
 
 
+def _ents(doc) -> list:
+    return [(e.start, e.end, e.label_) for e in doc.ents]
+
+
 def test_nlp_to_disk_before_first_use_is_self_contained(private_checkpoints, tmp_path, monkeypatch):
     ckpt = private_checkpoints["uni"]
     nlp = spacy.blank("en")
     nlp.add_pipe("gliner", config={"model": str(ckpt), "labels": LABELS, "threshold": 0.5})
     nlp.to_disk(tmp_path / "pipeline")  # the component has not loaded its weights yet
+    expected = [_ents(nlp(_doc(nlp, t))) for t in TEXTS]
     shutil.rmtree(ckpt)
     shutil.rmtree(private_checkpoints["enc"])
     _offline(monkeypatch)
     nlp2 = spacy.load(tmp_path / "pipeline")
-    nlp2(_doc(nlp2, TEXTS[0]))
+    assert [_ents(nlp2(_doc(nlp2, t))) for t in TEXTS] == expected
+    assert any(expected)
 
 
 def test_spacy_load_config_overrides_runtime_settings(default_checkpoint, tmp_path):
