@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
+from typing import Optional
 
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Span, SpanGroup
 
-from ..training.targets import Span
+from ..engine import WordsResult
+from ..engine.decode import Decoded
+from ..training.targets import Span as GoldSpan
 
 
 def word_tokens(doc: Doc) -> list[int]:
@@ -30,7 +34,7 @@ def doc_words(doc: Doc) -> tuple[tuple[list[str], list[int]], list[int]]:
     return ([doc[i].text for i in index], index), starts
 
 
-def check_no_overlap(spans: list[Span], text: str) -> None:
+def check_no_overlap(spans: list[GoldSpan], text: str) -> None:
     """Raise if flat training spans overlap (nested data needs ``flat_ner = false``)."""
     ordered = sorted(spans)
     for (s1, e1, l1), (s2, e2, l2) in itertools.pairwise(ordered):
@@ -39,3 +43,42 @@ def check_no_overlap(spans: list[Span], text: str) -> None:
                 f"Overlapping training spans ({s1}-{e1} {l1!r}, {s2}-{e2} {l2!r}) in {text[:60]!r} "
                 "while flat_ner = true: set flat_ner = false for nested data, or remove the overlap."
             )
+
+
+def annotate(
+    doc: Doc,
+    result: WordsResult,
+    names: Sequence[str],
+    spans_key: Optional[str],
+    ents: str,
+    flat_ner: bool,
+    multi_label: bool,
+) -> None:
+    """Write one result into ``doc``: ``doc.spans[spans_key]`` (with ``attrs["scores"]``) under
+    the configured decoding, and ``doc.ents`` from the flat decoding (``overwrite`` / ``merge``:
+    existing entities win / ``none``)."""
+    token_index = word_tokens(doc)
+    doc._.gliner_windows = result.num_windows
+    doc._.gliner_label_groups = result.num_label_groups
+
+    def span(item: Decoded) -> Span:
+        start, end, label, _ = item
+        return Span(doc, token_index[start], token_index[end] + 1, label=names[label])
+
+    if spans_key is not None:
+        chosen = result.decode(flat_ner, multi_label)
+        doc.spans[spans_key] = SpanGroup(
+            doc,
+            name=spans_key,
+            spans=[span(s) for s in chosen],
+            attrs={"scores": [float(s[3]) for s in chosen]},
+        )
+    if ents == "none":
+        return
+    flat = [span(s) for s in result.decode(True, False)]
+    if ents == "overwrite":
+        doc.set_ents(flat, default="outside")
+        return
+    taken = {i for ent in doc.ents for i in range(ent.start, ent.end)}
+    extra = [s for s in flat if not taken.intersection(range(s.start, s.end))]
+    doc.ents = sorted([*doc.ents, *extra], key=lambda s: s.start)

@@ -1,4 +1,5 @@
-"""The ``gliner`` spaCy component: Doc tokens -> GLiNER words -> scored spans -> ``doc.ents`` / ``doc.spans``."""
+"""The ``gliner`` spaCy component: Doc tokens -> GLiNER words -> scored spans -> ``doc.ents`` /
+``doc.spans``. Inference runs in the engine, training in ``spacy_gliner.training``."""
 
 from __future__ import annotations
 
@@ -12,76 +13,68 @@ from typing import Any, Optional, Union, cast
 import srsly
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
-from spacy.tokens import Doc, Span, SpanGroup
+from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import minibatch
 from thinc.api import Model
 
-from ..engine import Engine, EngineOptions, LabelSet, WordsResult
+from ..engine import Engine, EngineOptions, WordsResult
 from ..training.step import Rehearsal, Rows, make_rows, rehearse_step, train_step
-from .docs import check_no_overlap, doc_words, word_tokens
+from .docs import annotate, doc_words
+from .examples import collect_labels, example_text
 from .registry import make_gliner_scorer, make_span_loss
-from .settings import DTYPES, ENTS_MODES, MODEL_DIR, RUNTIME_SETTINGS, TrainingSettings, plain
+from .settings import (
+    INFERENCE_DEFAULTS,
+    MODEL_DIR,
+    RUNTIME_SETTINGS,
+    TrainingSettings,
+    plain,
+    validate,
+)
 from .shim import GLiNERShim
 
 logger = logging.getLogger("spacy_gliner")
 # Guards lazy loading and engine creation (module-level: a pipe must stay picklable).
 _LOCK = threading.RLock()
+LabelsArg = Union[Sequence[str], dict[str, str]]
 
 
 class GLiNERPipe(TrainablePipe):
-    """Zero-shot span NER: each label's prompt is scored against every span of up to ``max_width`` words."""
+    """Zero-shot span NER: each label's prompt is scored against every span of up to
+    ``max_width`` words. ``settings`` are the inference settings (``INFERENCE_DEFAULTS`` fill
+    what is missing); every one that needs no model is validated here, the rest when the model
+    loads (``initialize``, ``from_disk`` or first use)."""
 
     def __init__(
         self,
-        vocab,
+        vocab: Any,
         model: Model,
         name: str = "gliner",
         *,
-        checkpoint: Optional[str] = None,
-        labels: Union[Sequence[str], dict[str, str]] = (),
-        threshold: Union[float, dict[str, float]] = 0.5,
-        flat_ner: bool = True,
-        multi_label: bool = False,
-        spans_key: Optional[str] = "sc",
-        ents: str = "overwrite",
-        batch_size: int = 16,
-        window_overlap: Optional[int] = None,
-        window_words: Optional[int] = None,
-        max_labels_per_pass: Optional[int] = None,
-        device: Optional[str] = None,
-        dtype: str = "float32",
-        cache_dir: Optional[str] = None,
+        settings: Optional[dict[str, Any]] = None,
         scorer: Optional[Callable] = None,
         loss: Optional[Callable] = None,
         training: Optional[TrainingSettings] = None,
+        **setting_kwargs: Any,
     ) -> None:
         self.vocab = vocab
         self.model = model
         self.name = name
-        self.scorer = scorer if scorer is not None else make_gliner_scorer(spans_key)
-        self.cfg: dict[str, Any] = {
-            "checkpoint": checkpoint,
-            "labels": plain(labels),
-            "threshold": plain(threshold),
-            "flat_ner": flat_ner,
-            "multi_label": multi_label,
-            "spans_key": spans_key,
-            "ents": ents,
-            "batch_size": batch_size,
-            "window_overlap": window_overlap,
-            "window_words": window_words,
-            "max_labels_per_pass": max_labels_per_pass,
-            "device": device,
-            "dtype": dtype,
-            "cache_dir": cache_dir,
-        }
+        given = {**(settings or {}), **setting_kwargs}
+        unknown = sorted(set(given) - set(INFERENCE_DEFAULTS))
+        if unknown:
+            raise ValueError(
+                f"gliner: unknown setting(s) {unknown}; known: {sorted(INFERENCE_DEFAULTS)}."
+            )
+        self.cfg: dict[str, Any] = {"checkpoint": model.attrs.get("checkpoint")}
+        self.cfg.update({k: plain(given.get(k, v)) for k, v in INFERENCE_DEFAULTS.items()})
         self._validate()
+        self.scorer = scorer if scorer is not None else make_gliner_scorer(self.cfg["spans_key"])
         self.loss_fn = loss if loss is not None else make_span_loss()
         self.training = training if training is not None else TrainingSettings()
         self._rng = random.Random(self.training.seed)
         self._rehearsal = Rehearsal(self.training.rehearsal_labels, self.training.rehearsal_weight)
-        self._gliner = None
+        self._gliner: Any = None
         self._engine: Optional[Engine] = None
         for ext in ("gliner_windows", "gliner_label_groups"):
             if not Doc.has_extension(ext):
@@ -89,67 +82,14 @@ class GLiNERPipe(TrainablePipe):
 
     # ---------------------------------------------------------------- settings
     def _validate(self) -> None:
-        cfg = self.cfg
-        self.label_set = LabelSet.from_labels(cfg["labels"]) if cfg["labels"] else LabelSet((), ())
-        if not isinstance(cfg["flat_ner"], bool) or not isinstance(cfg["multi_label"], bool):
-            raise ValueError("gliner: flat_ner and multi_label must be true or false.")
-        if cfg["ents"] not in ENTS_MODES:
-            raise ValueError(f"gliner: ents must be one of {ENTS_MODES}, got {cfg['ents']!r}.")
-        if cfg["dtype"] not in DTYPES:
-            raise ValueError(f"gliner: dtype must be one of {DTYPES}, got {cfg['dtype']!r}.")
-        if cfg["spans_key"] is not None and (
-            not isinstance(cfg["spans_key"], str) or not cfg["spans_key"]
-        ):
-            raise ValueError(
-                "gliner: spans_key must be a non-empty string, or null to not write doc.spans."
-            )
-        for key in ("batch_size", "window_overlap", "window_words", "max_labels_per_pass"):
-            value = cfg[key]
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
-            ):
-                raise ValueError(f"gliner: {key} must be a positive integer, got {value!r}.")
-        if (
-            cfg.get("window_words")
-            and cfg["window_overlap"]
-            and cfg["window_words"] <= cfg["window_overlap"]
-        ):
-            raise ValueError(
-                f"gliner: window_words ({cfg['window_words']}) must be larger than "
-                f"window_overlap ({cfg['window_overlap']})."
-            )
-        self.thresholds = self._thresholds(cfg["threshold"])
-
-    def _thresholds(self, threshold: Union[float, dict[str, float]]) -> list[float]:
-        names = self.label_set.names
-        if isinstance(threshold, dict):
-            unknown = sorted(set(threshold) - set(names) - {"default"})
-            if unknown:
-                raise ValueError(
-                    f"gliner: thresholds given for unknown labels {unknown}; labels are {list(names)}."
-                )
-            default = threshold.get("default", 0.5)
-            values = {name: threshold.get(name, default) for name in names}
-            values["default"] = default
-        else:
-            values = {"default": threshold}
-        for name, value in values.items():
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not 0.0 <= value <= 1.0
-            ):
-                raise ValueError(
-                    f"gliner: threshold for {name!r} must be a number in [0, 1], got {value!r}."
-                )
-        return [float(values.get(name, values["default"])) for name in names]
+        self.label_set, self.thresholds = validate(self.cfg)
 
     @property
     def labels(self) -> tuple:
         return self.label_set.names
 
     def add_label(self, label: str, prompt: Optional[str] = None) -> int:
-        """Add a label (its prompt defaults to the label itself); zero-shot, so no retraining needed."""
+        """Add a label (its prompt defaults to the label itself); zero-shot, no retraining needed."""
         if label in self.label_set.names:
             return 0
         labels = dict(zip(self.label_set.names, self.label_set.prompts))
@@ -157,13 +97,14 @@ class GLiNERPipe(TrainablePipe):
         self.set_labels(labels)
         return 1
 
-    def set_labels(self, labels: Union[Sequence[str], dict[str, str]]) -> None:
-        """Replace the label set (a list, or ``{label: prompt}``)."""
-        LabelSet.from_labels(plain(labels))  # raises before anything changes
+    def set_labels(self, labels: LabelsArg) -> None:
+        """Replace the label set (a list, or ``{label: prompt}``); nothing changes if it is invalid."""
         old = self.cfg["labels"]
         self.cfg["labels"] = plain(labels)
         try:
             self._validate()
+            if self._gliner is not None:
+                self.engine.label_plan(self.label_set)  # prompts that need the tokenizer
         except ValueError:
             self.cfg["labels"] = old
             self._validate()
@@ -171,34 +112,38 @@ class GLiNERPipe(TrainablePipe):
 
     # ---------------------------------------------------------------- model
     @property
-    def gliner(self):
-        """The loaded ``GLiNER`` (loads ``model`` on first use if nothing was loaded yet)."""
+    def gliner(self) -> Any:
+        """The loaded ``GLiNER`` (loads the ``checkpoint`` on first use if nothing was loaded)."""
         if self._gliner is None:
             if not self.cfg["checkpoint"]:
                 raise ValueError(
-                    f"The '{self.name}' component has no GLiNER weights: set model = \"<hub id or directory>\" in its "
-                    "config, or run nlp.initialize() with a model_loader (see the README)."
+                    f"The '{self.name}' component has no GLiNER weights: set "
+                    "[components.gliner.model] checkpoint (a hub id or directory), or run "
+                    "nlp.initialize() with a model_loader (see the README)."
                 )
             with _LOCK:
                 if self._gliner is None:
                     self.set_gliner(self._load_checkpoint())
         return self._gliner
 
-    def _load_checkpoint(self):
+    def _load_checkpoint(self) -> Any:
         from ..gliner import GLiNER
 
         logger.info("Loading GLiNER checkpoint %s", self.cfg["checkpoint"])
         return GLiNER.from_pretrained(self.cfg["checkpoint"], cache_dir=self.cfg["cache_dir"])
 
-    def set_gliner(self, gliner) -> None:
-        """Use these weights (a ``spacy_gliner.GLiNER``): moved to the configured device."""
+    def set_gliner(self, gliner: Any) -> None:
+        """Use these weights (a ``spacy_gliner.GLiNER``), moved to the configured device; the
+        settings that need the model (windows, dtype, label prompts) are checked now."""
         gliner.to(self._device())
-        self._gliner = gliner
+        engine = gliner.engine(self._engine_options())
+        if self.label_set.names:
+            engine.label_plan(self.label_set)
+        self._gliner, self._engine = gliner, engine
         cast(GLiNERShim, self.model.shims[0]).set_model(gliner.model)
-        self._engine = None
         self._rehearsal = Rehearsal(self.training.rehearsal_labels, self.training.rehearsal_weight)
 
-    def _device(self):
+    def _device(self) -> Any:
         import torch
 
         if self.cfg["device"]:
@@ -207,27 +152,28 @@ class GLiNERPipe(TrainablePipe):
 
         return get_torch_default_device()
 
+    def _engine_options(self) -> EngineOptions:
+        import torch
+
+        dtypes = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
+        cfg = self.cfg
+        return EngineOptions(
+            batch_size=cfg["batch_size"],
+            window_overlap=cfg["window_overlap"],
+            window_words=cfg["window_words"],
+            max_labels_per_pass=cfg["max_labels_per_pass"],
+            dtype=dtypes[cfg["dtype"]],
+        )
+
     @property
     def engine(self) -> Engine:
         """The inference engine of the loaded model with this component's settings (one per
         model and settings, shared by every call and thread)."""
-        engine = self._engine
-        if engine is None:
-            import torch
-
-            dtypes = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
-            options = EngineOptions(
-                batch_size=self.cfg["batch_size"],
-                window_overlap=self.cfg["window_overlap"],
-                window_words=self.cfg.get("window_words"),
-                max_labels_per_pass=self.cfg["max_labels_per_pass"],
-                dtype=dtypes[self.cfg["dtype"]],
-            )
+        if self._engine is None:
             with _LOCK:
                 if self._engine is None:
-                    self._engine = self.gliner.engine(options)
-                engine = self._engine
-        return engine
+                    self._engine = self.gliner.engine(self._engine_options())
+        return self._engine
 
     # ---------------------------------------------------------------- inference
     def __call__(self, doc: Doc) -> Doc:
@@ -235,7 +181,8 @@ class GLiNERPipe(TrainablePipe):
         return doc
 
     def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
-        """Docs are collected ``batch_size`` at a time so windows of different docs share encoder batches."""
+        """Docs are collected ``batch_size`` at a time so windows of different docs share
+        encoder batches."""
         error_handler = self.get_error_handler()
         for docs in minibatch(stream, size=batch_size):
             try:
@@ -261,32 +208,8 @@ class GLiNERPipe(TrainablePipe):
     def set_annotations(self, docs: Iterable[Doc], results: list[WordsResult]) -> None:
         cfg = self.cfg
         for doc, result in zip(docs, results):
-            token_index = word_tokens(doc)
-            doc._.gliner_windows = result.num_windows
-            doc._.gliner_label_groups = result.num_label_groups
-            if cfg["spans_key"] is not None:
-                chosen = result.decode(cfg["flat_ner"], cfg["multi_label"])
-                spans = [self._span(doc, token_index, s) for s in chosen]
-                doc.spans[cfg["spans_key"]] = SpanGroup(
-                    doc,
-                    name=cfg["spans_key"],
-                    spans=spans,
-                    attrs={"scores": [float(s[3]) for s in chosen]},
-                )
-            if cfg["ents"] != "none":
-                flat = [self._span(doc, token_index, s) for s in result.decode(True, False)]
-                if cfg["ents"] == "overwrite":
-                    doc.set_ents(flat, default="outside")
-                else:
-                    taken = {i for ent in doc.ents for i in range(ent.start, ent.end)}
-                    extra = [s for s in flat if not taken.intersection(range(s.start, s.end))]
-                    doc.ents = sorted(list(doc.ents) + extra, key=lambda s: s.start)
-
-    def _span(self, doc: Doc, token_index: list[int], span) -> Span:
-        start, end, label, _ = span
-        return Span(
-            doc, token_index[start], token_index[end] + 1, label=self.label_set.names[label]
-        )
+            annotate(doc, result, self.label_set.names, cfg["spans_key"], cfg["ents"],
+                     cfg["flat_ner"], cfg["multi_label"])  # fmt: skip
 
     # ---------------------------------------------------------------- training
     def initialize(
@@ -297,25 +220,24 @@ class GLiNERPipe(TrainablePipe):
         labels: Optional[Union[list[str], dict[str, str]]] = None,
         model_loader: Optional[Callable] = None,
     ) -> None:
-        """Load the starting weights (``model_loader`` from ``[initialize.components.gliner]``, else the
-        ``model`` setting) and take the labels from ``labels``, the config, or the examples."""
+        """Load the starting weights (``model_loader`` from ``[initialize.components.gliner]``,
+        else the model block's checkpoint) and take the labels from ``labels``, the config, or
+        the examples."""
         self._require_examples(get_examples)
         if model_loader is not None:
             self.set_gliner(model_loader())
-        _ = self.gliner  # loads the ``model`` setting if nothing was loaded
+        _ = self.gliner  # loads the checkpoint if nothing was loaded
         if labels:
             self.set_labels(labels)
         elif not self.label_set.names:
-            found: dict[str, None] = {}
-            for eg in get_examples():
-                for span in self._gold_spans(eg.reference):
-                    found[span.label_] = None
+            found = collect_labels(get_examples, self.cfg["spans_key"])
             if not found:
                 raise ValueError(
-                    f"The '{self.name}' component found no labels: the training examples have no entities and no "
-                    "labels are configured. Set labels in [components.gliner] or [initialize.components.gliner]."
+                    f"The '{self.name}' component found no labels: the training examples have no "
+                    "entities and no labels are configured. Set labels in [components.gliner] or "
+                    "[initialize.components.gliner]."
                 )
-            self.set_labels(sorted(found))
+            self.set_labels(found)
         self._configure_optimizer_groups()
 
     def _require_examples(self, get_examples: Callable) -> None:
@@ -326,7 +248,8 @@ class GLiNERPipe(TrainablePipe):
         for _ in get_examples():
             return
         raise ValueError(
-            f"The '{self.name}' component got an empty training corpus: check [corpora.train] and the paths."
+            f"The '{self.name}' component got an empty training corpus: check [corpora.train] "
+            "and the paths."
         )
 
     def _configure_optimizer_groups(self) -> None:
@@ -349,61 +272,33 @@ class GLiNERPipe(TrainablePipe):
         )
         shim.grad_clip = settings.grad_clip
 
-    def _gold_spans(self, doc: Doc) -> list[Span]:
-        key = self.cfg["spans_key"]
-        if key is not None and key in doc.spans:
-            return list(doc.spans[key])
-        return list(doc.ents)
-
     def _training_rows(self, examples: list[Example]) -> Rows:
-        """Words, gold (start, end, prompt) spans and label sets of each training window."""
-        cfg = self.gliner.config
+        cfg, settings = self.gliner.config, self.training
         prompt_of = dict(zip(self.label_set.names, self.label_set.prompts))
-        texts = []
-        for eg in examples:
-            (words, token_index), _ = doc_words(eg.reference)
-            word_of = {tok: w for w, tok in enumerate(token_index)}
-            spans = []
-            for span in self._gold_spans(eg.reference):
-                if span.label_ not in prompt_of:
-                    raise ValueError(
-                        f"Training span {span.text!r} has label {span.label_!r}, which is not among the "
-                        f"component's labels {list(self.label_set.names)}. Add it to labels in the config "
-                        "(or remove it from the data)."
-                    )
-                inner = [word_of[i] for i in range(span.start, span.end) if i in word_of]
-                if inner:
-                    spans.append((inner[0], inner[-1], prompt_of[span.label_]))
-            if self.cfg["flat_ner"] and self.cfg["spans_key"] in eg.reference.spans:
-                check_no_overlap(spans, eg.reference.text)
-            texts.append((words, spans))
-        settings = self.training
+        texts = [
+            example_text(eg, prompt_of, self.cfg["spans_key"], self.cfg["flat_ner"])
+            for eg in examples
+        ]
         ratio = settings.max_neg_type_ratio
         return make_rows(
-            self.gliner,
-            texts,
-            self.label_set.prompts,
-            settings.max_types or cfg.max_types,
-            ratio if ratio is not None else cfg.max_neg_type_ratio,
-            self._rng,
-        )
+            self.gliner, texts, self.label_set.prompts, settings.max_types or cfg.max_types,
+            ratio if ratio is not None else cfg.max_neg_type_ratio, self._rng,
+        )  # fmt: skip
 
     def update(
         self,
         examples: Iterable[Example],
         *,
         drop: float = 0.0,
-        sgd=None,
+        sgd: Any = None,
         losses: Optional[dict[str, float]] = None,
     ) -> dict[str, float]:
         """One gradient step on a batch (dropout comes from the model's own ``dropout`` setting)."""
         losses = {} if losses is None else losses
         losses.setdefault(self.name, 0.0)
         examples = list(examples)
-        if not examples:
-            return losses
-        rows = self._training_rows(examples)
-        if not rows.words:
+        rows = self._training_rows(examples) if examples else None
+        if rows is None or not rows.words:
             return losses
         losses[self.name] += train_step(self.gliner, rows, self.loss_fn, self._rehearsal)
         if sgd not in (None, False):
@@ -411,7 +306,7 @@ class GLiNERPipe(TrainablePipe):
         return losses
 
     def rehearse(
-        self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None, losses=None
+        self, examples: Iterable[Example], *, drop: float = 0.0, sgd: Any = None, losses: Any = None
     ) -> dict[str, float]:
         """Distil the starting model's scores for ``rehearsal_labels`` on unlabelled text."""
         losses = {} if losses is None else losses
@@ -424,13 +319,13 @@ class GLiNERPipe(TrainablePipe):
             self.finish_update(sgd)
         return losses
 
-    def finish_update(self, sgd) -> None:
+    def finish_update(self, sgd: Any) -> None:
         """Apply the optimizer; the engine's cached label vectors follow the new weights."""
         super().finish_update(sgd)
         if self._engine is not None:
             self._engine.clear_cache()
 
-    def get_loss(self, examples: Iterable[Example], scores) -> tuple:
+    def get_loss(self, examples: Iterable[Example], scores: Any) -> tuple:
         """GLiNER computes its loss inside ``update`` (torch autograd); kept for the Pipe API."""
         raise NotImplementedError(
             "GLiNERPipe computes its loss in update(); call update() instead."
@@ -438,12 +333,13 @@ class GLiNERPipe(TrainablePipe):
 
     # ---------------------------------------------------------------- serialization
     def _has_weights(self) -> bool:
-        """Weights are loaded, or can be (a ``model`` setting): a saved pipeline always holds them."""
+        """Weights are loaded, or can be (a checkpoint): a saved pipeline always holds them."""
         return self._gliner is not None or bool(self.cfg["checkpoint"])
 
     def _restore_cfg(self, saved: dict[str, Any]) -> None:
-        """Saved settings (labels, threshold, ...) come back; where and how this process runs the model
-        (``RUNTIME_SETTINGS``) stays as configured, so ``spacy.load(path, config=...)`` can change it."""
+        """Saved settings (labels, threshold, ...) come back; where and how this process runs the
+        model (``RUNTIME_SETTINGS``) stays as configured, so ``spacy.load(path, config=...)`` can
+        change it."""
         self.cfg.update({key: value for key, value in saved.items() if key not in RUNTIME_SETTINGS})
         self._validate()
         self._engine = None
@@ -462,8 +358,9 @@ class GLiNERPipe(TrainablePipe):
         if (path / "cfg").exists():
             self._restore_cfg(srsly.read_json(path / "cfg"))
         if "model" not in exclude and (path / MODEL_DIR).exists():
+            model_dir = path / MODEL_DIR
             self.set_gliner(
-                GLiNER.from_pretrained(path / MODEL_DIR, local_files_only=True, map_location="cpu")
+                GLiNER.from_pretrained(model_dir, local_files_only=True, map_location="cpu")
             )
         return self
 

@@ -17,10 +17,17 @@ Loader = Callable[[], Any]  # returns a spacy_gliner.gliner.GLiNER
 
 
 @registry.architectures("spacy_gliner.GLiNERModel.v1")
-def build_gliner_model() -> Model:
-    """A thinc model holding the GLiNER torch module in a shim; weights arrive in ``initialize``
-    or ``from_disk``, so the structure is the same before and after loading."""
-    return Model("gliner", _unused_forward, shims=[GLiNERShim()])
+def build_gliner_model(checkpoint: Optional[str] = None) -> Model:
+    """The component's model block: a thinc model holding the GLiNER torch module in a shim.
+
+    ``checkpoint`` (hub id or directory of a GLiNER checkpoint) is loaded by ``initialize`` or on
+    first use; ``null`` when the weights come from ``[initialize.components.gliner.model_loader]``
+    or from a saved pipeline. The structure is the same before and after loading."""
+    if checkpoint is not None and (not isinstance(checkpoint, str) or not checkpoint.strip()):
+        raise ValueError(
+            f"spacy_gliner.GLiNERModel.v1: checkpoint must be a hub id or a directory, got {checkpoint!r}."
+        )
+    return Model("gliner", _unused_forward, shims=[GLiNERShim()], attrs={"checkpoint": checkpoint})
 
 
 def _unused_forward(

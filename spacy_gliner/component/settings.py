@@ -1,18 +1,28 @@
-"""Component settings: the one source of their defaults, and their validation."""
+"""Component settings: the one source of their defaults, and their validation.
+
+``INFERENCE_DEFAULTS`` and ``TrainingSettings`` hold every default; the factory's
+``DEFAULT_CONFIG`` and ``GLiNERPipe`` take theirs from here.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Optional
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional, Union
+
+from ..engine import LabelSet
 
 ENTS_MODES = ("overwrite", "merge", "none")
 DTYPES = ("float32", "float16", "bfloat16")
-# Where and how this process runs the model: from the config at load time, never from a saved pipeline.
+# Where and how this process runs the model: from the config at load time, never from a saved
+# pipeline.
 RUNTIME_SETTINGS = ("device", "dtype", "batch_size", "cache_dir")
 MODEL_DIR = "model"
+# Prompt structure tokens of every published checkpoint; a label containing one is refused at
+# build time (the tokenizer's own special tokens are checked when the model loads).
+PROMPT_TOKENS = ("<<ENT>>", "<<SEP>>", "[FLERT]")
 
-DEFAULT_CONFIG: dict[str, Any] = {
-    "model": None,
+INFERENCE_DEFAULTS: dict[str, Any] = {
     "labels": [],
     "threshold": 0.5,
     "flat_ner": True,
@@ -26,20 +36,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "device": None,
     "dtype": "float32",
     "cache_dir": None,
-    "scorer": {"@scorers": "spacy_gliner.scorer.v1", "spans_key": "sc"},
-    # Training only (spacy train); see configs/ and the README.
-    "loss": {"@losses": "spacy_gliner.span_loss.v1"},
-    "fine_tune": True,
-    "encoder_lr": None,
-    "others_lr": None,
-    "weight_decay": 0.0,
-    "others_weight_decay": None,
-    "grad_clip": 0.0,
-    "max_types": None,
-    "max_neg_type_ratio": None,
-    "rehearsal_labels": [],
-    "rehearsal_weight": 0.0,
-    "seed": 0,
 }
 
 
@@ -69,6 +65,16 @@ class TrainingSettings:
     seed: int = 0
 
 
+DEFAULT_CONFIG: dict[str, Any] = {
+    "model": {"@architectures": "spacy_gliner.GLiNERModel.v1", "checkpoint": None},
+    **INFERENCE_DEFAULTS,
+    "scorer": {"@scorers": "spacy_gliner.scorer.v1", "spans_key": "sc"},
+    # Training only (spacy train); see configs/ and the README.
+    "loss": {"@losses": "spacy_gliner.span_loss.v1"},
+    **asdict(TrainingSettings()),
+}
+
+
 def plain(value: Any) -> Any:
     """Config values as plain lists/dicts (spaCy may pass tuples or confection containers)."""
     if isinstance(value, dict):
@@ -76,3 +82,89 @@ def plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return list(value)
     return value
+
+
+def validate(cfg: dict[str, Any]) -> tuple[LabelSet, list[float]]:
+    """Check every setting that needs no model; return the label set and per-label thresholds.
+    Raises ``ValueError`` naming the setting and what would work."""
+    labels = LabelSet.from_labels(cfg["labels"]) if cfg["labels"] else LabelSet((), ())
+    for prompt in labels.prompts:
+        found = [t for t in PROMPT_TOKENS if t in prompt]
+        if found:
+            raise ValueError(
+                f"gliner: label {prompt!r} contains the prompt token(s) {found}, which the model "
+                "reads as prompt structure (labels would shift). Remove them from the label."
+            )
+    if not isinstance(cfg["flat_ner"], bool) or not isinstance(cfg["multi_label"], bool):
+        raise ValueError("gliner: flat_ner and multi_label must be true or false.")
+    _one_of("ents", cfg["ents"], ENTS_MODES)
+    _one_of("dtype", cfg["dtype"], DTYPES)
+    key = cfg["spans_key"]
+    if key is not None and (not isinstance(key, str) or not key):
+        raise ValueError(
+            "gliner: spans_key must be a non-empty string, or null to not write doc.spans."
+        )
+    for name in ("batch_size", "window_overlap", "window_words", "max_labels_per_pass"):
+        value = cfg[name]
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ValueError(f"gliner: {name} must be a positive integer, got {value!r}.")
+    words, overlap = cfg.get("window_words"), cfg["window_overlap"]
+    if words and overlap and words <= overlap:
+        raise ValueError(
+            f"gliner: window_words ({words}) must be larger than window_overlap ({overlap})."
+        )
+    check_device(cfg["device"], cfg["dtype"])
+    return labels, thresholds(cfg["threshold"], labels.names)
+
+
+def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"gliner: {name} must be one of {allowed}, got {value!r}.")
+
+
+def check_device(device: Optional[str], dtype: str) -> None:
+    """A device torch knows and this process has; float16 only off the CPU."""
+    import torch
+
+    if device is None:
+        return
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"gliner: device {device!r} is not a torch device; use e.g. 'cpu', 'cuda', 'cuda:1', 'mps'."
+        ) from err
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"gliner: device {device!r} needs CUDA, which this torch build or machine does not "
+            "have (torch.cuda.is_available() is False). Use device 'cpu' or install a CUDA torch."
+        )
+    if parsed.type == "cpu" and dtype == "float16":
+        raise ValueError(
+            "gliner: dtype float16 runs on a GPU only: on CPU use float32 (the default) or "
+            "bfloat16, or set device to a GPU."
+        )
+
+
+def thresholds(threshold: Union[float, dict[str, float]], names: tuple[str, ...]) -> list[float]:
+    """One threshold per label from a number or ``{label: value, "default": value}``."""
+    if isinstance(threshold, dict):
+        unknown = sorted(set(threshold) - set(names) - {"default"})
+        if unknown:
+            raise ValueError(
+                f"gliner: thresholds given for unknown labels {unknown}; labels are {list(names)}."
+            )
+        default = threshold.get("default", 0.5)
+        values = {name: threshold.get(name, default) for name in names}
+        values["default"] = default
+    else:
+        values = {"default": threshold}
+    for name, value in values.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or math.isnan(value) or not 0.0 <= value <= 1.0:
+            raise ValueError(
+                f"gliner: threshold for {name!r} must be a number in [0, 1], got {value!r}."
+            )
+    return [float(values.get(name, values["default"])) for name in names]

@@ -9,7 +9,7 @@ import copy
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, cast
+from typing import Any, NamedTuple, Optional
 
 import torch
 
@@ -21,36 +21,43 @@ from .targets import Span, span_targets
 SHORT_TEXT_WORDS = 32  # texts up to this many words are never windowed
 
 
+class Text(NamedTuple):
+    """One training text: words, gold (start, end inclusive, prompt) spans, and per word whether
+    its annotation is unknown (spans touching such words are left out of the loss)."""
+
+    words: list[str]
+    spans: list[Span]
+    unknown: Optional[list[bool]] = None
+
+
 @dataclass
 class Rows:
-    """Training rows: words of each window, its gold spans (window word indices) and labels."""
+    """Training rows: words of each window, its gold spans (window word indices), labels, and
+    the unknown-annotation flags of its words (None: all annotated)."""
 
     words: list[list[str]]
     spans: list[list[Span]]
     label_sets: list[list[str]]
+    unknown: list[Optional[list[bool]]]
 
 
-def window_rows(
-    gliner: Any, texts: Sequence[tuple[list[str], list[Span]]], prompt_budget: int
-) -> tuple[list, list]:
+def window_rows(gliner: Any, texts: Sequence[Text], prompt_budget: int) -> tuple[list, list, list]:
     """Cut long texts into windows sized like inference windows; spans follow their window."""
     cfg = gliner.config
-    words_list, spans_list = [], []
-    for words, spans in texts:
-        if len(words) <= SHORT_TEXT_WORDS:
-            windows = [(0, len(words))]
-        else:
+    words_list, spans_list, unknown_list = [], [], []
+    for text in texts:
+        words, spans, unknown = Text(*text)
+        windows: list[tuple[int, int]] = [(0, len(words))]
+        if len(words) > SHORT_TEXT_WORDS:
             counts = gliner.prompts.word_token_counts(words)
-            windows = [
-                cast(tuple[int, int], tuple(w))
-                for w in plan_windows(counts, prompt_budget, cfg.max_len, cfg.max_width)
-            ]
+            planned = plan_windows(counts, prompt_budget, cfg.max_len, cfg.max_width)
+            windows = [(w.start, w.end) for w in planned]
         for start, end in windows:
             words_list.append(words[start:end])
-            spans_list.append(
-                [(s - start, e - start, lab) for s, e, lab in spans if s >= start and e < end]
-            )
-    return words_list, spans_list
+            inside = [(s - start, e - start, lab) for s, e, lab in spans if s >= start and e < end]
+            spans_list.append(inside)
+            unknown_list.append(unknown[start:end] if unknown is not None else None)
+    return words_list, spans_list, unknown_list
 
 
 def prompt_budget(gliner: Any, prompts: Sequence[str], max_types: int) -> int:
@@ -64,20 +71,25 @@ def prompt_budget(gliner: Any, prompts: Sequence[str], max_types: int) -> int:
 
 def make_rows(
     gliner: Any,
-    texts: Sequence[tuple[list[str], list[Span]]],
+    texts: Sequence[Text],
     prompts: Sequence[str],
     max_types: int,
     max_neg_type_ratio: int,
     rng: random.Random,
 ) -> Rows:
     """Windows of every text with sampled label sets (the reference collator's sampling)."""
-    long_text = any(len(words) > SHORT_TEXT_WORDS for words, _ in texts)
+    long_text = any(len(text[0]) > SHORT_TEXT_WORDS for text in texts)
     budget = prompt_budget(gliner, prompts, max_types) if long_text else 0
-    words, spans = window_rows(gliner, texts, budget)
+    words, spans, unknown = window_rows(gliner, texts, budget)
     types = [[label for _, _, label in row] for row in spans]
     label_sets = sample_label_sets(types, list(prompts), max_types, max_neg_type_ratio, rng)
     keep = [i for i, w in enumerate(words) if w]
-    return Rows([words[i] for i in keep], [spans[i] for i in keep], [label_sets[i] for i in keep])
+    return Rows(
+        [words[i] for i in keep],
+        [spans[i] for i in keep],
+        [label_sets[i] for i in keep],
+        [unknown[i] for i in keep],
+    )
 
 
 def forward(
@@ -158,7 +170,7 @@ def train_step(
         logits, label_mask = forward(gliner, module, rows.words, rows.label_sets)
         lengths = [len(w) for w in rows.words]
         targets, span_mask = span_targets(
-            rows.spans, rows.label_sets, lengths, gliner.config.max_width
+            rows.spans, rows.label_sets, lengths, gliner.config.max_width, unknown=rows.unknown
         )
         loss = loss_fn(logits, targets.to(logits.device), span_mask.to(logits.device), label_mask)
         if rehearsal is not None and rehearsal.active:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Optional
 
 import torch
 
@@ -14,6 +15,7 @@ def span_targets(
     label_sets: Sequence[Sequence[str]],
     num_words: Sequence[int],
     max_width: int,
+    unknown: Optional[Sequence[Optional[Sequence[bool]]]] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Targets ``[B, W, K, C]`` (float 0/1) and ``span_mask [B, W, K]`` (bool) for ``span_loss``.
 
@@ -21,7 +23,8 @@ def span_targets(
     ``targets[b, s, e - s, c]`` for every ``c`` with ``label_sets[b][c] == label`` (the reference
     marks only the last duplicate). Spans wider than ``max_width``, ending at or beyond
     ``num_words[b]``, or whose label is not in the set get no positive. ``span_mask[b, s, k]`` is
-    ``s + k < num_words[b]``.
+    ``s + k < num_words[b]`` and, when ``unknown[b]`` is given, no word ``s..s+k`` is flagged
+    unknown (spans touching unannotated words are neither positives nor negatives).
     """
     batch = len(num_words)
     width = max(num_words, default=0)
@@ -37,10 +40,22 @@ def span_targets(
                 for c in columns.get(label, ()):
                     targets[b, start, k, c] = 1.0
     ends = torch.arange(width)[:, None] + torch.arange(max_width)[None, :]  # [W, K]
-    span_mask = ends[None] < torch.tensor(list(num_words), dtype=torch.long).view(
-        -1, 1, 1
-    )  # [B, W, K]
+    lengths = torch.tensor(list(num_words), dtype=torch.long).view(-1, 1, 1)
+    span_mask = ends[None] < lengths  # [B, W, K]
+    for b, flags in enumerate(unknown or ()):
+        if flags is not None and any(flags):
+            span_mask[b] &= ~_touches(torch.tensor(list(flags), dtype=torch.bool), width, max_width)
     return targets, span_mask
+
+
+def _touches(flags: torch.Tensor, width: int, max_width: int) -> torch.Tensor:
+    """[W, K] bool: span (s, s + k) covers a flagged word (flags [n] for the first n words)."""
+    padded = torch.zeros(width + max_width, dtype=torch.long)
+    padded[: flags.numel()] = flags.long()
+    cum = torch.cat([torch.zeros(1, dtype=torch.long), padded.cumsum(0)])  # [W + K + 1]
+    starts = torch.arange(width)[:, None]
+    ends = starts + torch.arange(max_width)[None, :]  # inclusive
+    return (cum[ends + 1] - cum[starts]) > 0
 
 
 # ------------------------------------------------------------------------------- optimizer
