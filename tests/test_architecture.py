@@ -147,3 +147,18 @@ def test_third_party_imports_are_declared_dependencies():
             if top.lower() not in declared:
                 missing.add(f"{top} (in {name})")
     assert not missing, f"imported but not declared in pyproject.toml: {sorted(missing)}"
+
+
+def test_files_and_functions_stay_small():
+    """No library file over 400 lines, no function over 50 (docstring included)."""
+    big = []
+    for name, path in _modules().items():
+        source = path.read_text()
+        if source.count("\n") > 400:
+            big.append(f"{name}: {source.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > 50:
+                    big.append(f"{name}.{node.name}: {length} lines")
+    assert not big, "; ".join(big)

@@ -39,6 +39,8 @@ def run_annotate(args: argparse.Namespace) -> int:
     done = prepare(out, resume=args.resume, overwrite=args.overwrite) if fmt == "jsonl" else 0
     if done > total:
         raise CLIError(f"{out} has {done} rows but the input has only {total} texts")
+    if args.n_process > 1:  # forked workers: quiet the tokenizers library's fork warning
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     nlp, name = load_annotator(args.model, settings, args.lang)
     spans_key = nlp.get_pipe(name).cfg["spans_key"]
     records = read_records(files, args.text_key, nlp.vocab)

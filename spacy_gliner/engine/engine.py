@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -43,6 +44,11 @@ GPU_BATCH_WINDOWS = 32
 # A call that runs longer logs its progress (INFO) this often.
 PROGRESS_SECONDS = 10.0
 MAX_CACHED_PLANS = 16
+# The process that imported the engine. A call from a forked child (``nlp.pipe(n_process=N)`` on
+# Linux, ``multiprocessing`` with fork) runs torch with one intra-op thread: GNU OpenMP's thread
+# pool does not survive ``fork``, and a child that uses it after the parent did waits forever.
+_PARENT_PID = os.getpid()
+_forked_child_ready = False
 _PLANS_LOCK = threading.Lock()  # module-level: engines stay picklable
 
 
@@ -180,6 +186,7 @@ class Engine:
         per_label = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (len(labels),))
         if not word_lists:
             return []
+        _single_thread_after_fork()
         plan = self.label_plan(labels)
         tokens = self.gliner.prompts.tokenize_words(word_lists)
         windows = self._windows(tokens, plan, sentence_starts)
@@ -293,6 +300,16 @@ class Engine:
         probs = torch.sigmoid(logits.float()).cpu().numpy()
         pairs = zip(word_lists, label_lists)
         return [probs[i, : len(w), :, : len(lab)] for i, (w, lab) in enumerate(pairs)]
+
+
+def _single_thread_after_fork() -> None:
+    """In a forked child process, one torch intra-op thread (see ``_PARENT_PID``); each worker
+    process is then one single-threaded worker. The parent process is never changed."""
+    global _forked_child_ready
+    if _forked_child_ready or os.getpid() == _PARENT_PID:
+        return
+    torch.set_num_threads(1)
+    _forked_child_ready = True
 
 
 def _positive(name: str, value: Any) -> int:

@@ -3,6 +3,22 @@
 ``span_loss`` reproduces ``UniEncoderSpanModel.loss`` of gliner 0.2.29 (focal loss, masking
 "none" | "global" | "label" | "span", reduction "sum" | "mean") and adds a "softmax" masking mode
 (hard-negative sampling) that the reference does not have.
+
+Negative masking (an element is *negative* when its target is 0; positives are always kept):
+
+* ``"none"``: keep every element.
+* ``"global"``: keep each negative element independently with probability ``negatives``.
+* ``"label"``: elements of classes with no positive span in their example are kept independently
+  with probability ``negatives`` (other classes' negatives are all kept).
+* ``"span"``: elements of spans with no positive label are kept independently with probability
+  ``negatives``.
+* ``"softmax"`` (not in the reference; hard-negative sampling): per example, let ``N`` be its
+  negative elements inside ``span_mask`` and ``label_mask``. Keep exactly
+  ``m = min(|N|, floor(negatives * |N| + 0.5))`` of them, drawn without replacement with
+  probabilities proportional to ``softmax`` of their (detached) logits, i.e. sequentially, each
+  draw choosing among the remaining negatives with probability ``exp(z_i) / sum_j exp(z_j)``.
+  It is implemented with the Gumbel-top-k trick (keep the ``m`` largest ``z_i + G_i``, ``G_i``
+  standard Gumbel), so confidently wrong negatives (high logits) are the most likely to be kept.
 """
 
 from __future__ import annotations
@@ -99,21 +115,7 @@ def span_loss(
     ``label_mask`` [B, C] (bool; False = padding). Element losses are ``focal_loss_with_logits``,
     computed in float32; padded spans and labels contribute nothing.
 
-    Negative masking (an element is *negative* when its target is 0; positives are always kept):
-
-    * ``"none"``: keep every element.
-    * ``"global"``: keep each negative element independently with probability ``negatives``.
-    * ``"label"``: elements of classes with no positive span in their example are kept independently
-      with probability ``negatives`` (other classes' negatives are all kept).
-    * ``"span"``: elements of spans with no positive label are kept independently with probability
-      ``negatives``.
-    * ``"softmax"`` (not in the reference; hard-negative sampling): per example, let ``N`` be its
-      negative elements inside ``span_mask`` and ``label_mask``. Keep exactly
-      ``m = min(|N|, floor(negatives * |N| + 0.5))`` of them, drawn without replacement with
-      probabilities proportional to ``softmax`` of their (detached) logits, i.e. sequentially, each
-      draw choosing among the remaining negatives with probability ``exp(z_i) / sum_j exp(z_j)``.
-      It is implemented with the Gumbel-top-k trick (keep the ``m`` largest ``z_i + G_i``, ``G_i``
-      standard Gumbel), so confidently wrong negatives (high logits) are the most likely to be kept.
+    Negative masking (``masking``) as described in the module docstring.
 
     The random masks draw one uniform per element of the [B, W, K, C] tensor from ``generator`` (or the
     global torch RNG), so they are deterministic under a seeded generator; "global", "label" and
@@ -125,38 +127,44 @@ def span_loss(
         raise ValueError(f"Unknown masking {masking!r}; use one of {MASKING_MODES}.")
     if reduction not in REDUCTIONS:
         raise ValueError(f"Unknown reduction {reduction!r}; use one of {REDUCTIONS}.")
-    batch, _num_words, _width, _num_classes = logits.shape
     logits = logits.float()
     targets = targets.to(logits.dtype)
     loss = focal_loss_with_logits(
         logits, targets, alpha, gamma, prob_margin, label_smoothing
     )  # [B, W, K, C]
     valid = span_mask.bool()[..., None] & label_mask.bool()[:, None, None, :]  # [B, W, K, C]
-    negative = targets == 0
-
-    if masking in ("global", "label", "span"):
-        if masking == "global":
-            proposals = negative
-        elif masking == "label":
-            proposals = (targets.sum(dim=(1, 2)) == 0)[:, None, None, :].expand_as(
-                targets
-            )  # class has no positive
-        else:
-            proposals = (targets.sum(dim=-1) == 0)[..., None].expand_as(
-                targets
-            )  # span has no positive
-        keep = ~proposals | (_uniform(targets.shape, logits, generator) < negatives)
-        valid = valid & keep
-    elif masking == "softmax":
-        candidates = (negative & valid).reshape(batch, -1)  # [B, N]
-        keep = _softmax_negative_mask(logits.reshape(batch, -1), candidates, negatives, generator)
-        valid = valid & (~negative | keep.view_as(negative))
-
+    valid = valid & _kept(masking, logits, targets, valid, negatives, generator)
     total = torch.where(valid, loss, torch.zeros_like(loss)).sum()
     if reduction == "mean":
         num_spans = span_mask.bool().sum()
         return total / num_spans if num_spans > 0 else total * 0.0
     return total
+
+
+def _kept(
+    masking: str,
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    valid: torch.Tensor,
+    negatives: float,
+    generator: Optional[torch.Generator],
+) -> torch.Tensor:
+    """Bool ``[B, W, K, C]``: the elements the negative masking keeps (see ``span_loss``)."""
+    negative = targets == 0
+    if masking == "none":
+        return torch.ones_like(negative)
+    if masking == "softmax":
+        batch = logits.size(0)
+        candidates = (negative & valid).reshape(batch, -1)  # [B, N]
+        keep = _softmax_negative_mask(logits.reshape(batch, -1), candidates, negatives, generator)
+        return ~negative | keep.view_as(negative)
+    if masking == "global":
+        proposals = negative
+    elif masking == "label":  # classes with no positive in their example
+        proposals = (targets.sum(dim=(1, 2)) == 0)[:, None, None, :].expand_as(targets)
+    else:  # "span": spans with no positive label
+        proposals = (targets.sum(dim=-1) == 0)[..., None].expand_as(targets)
+    return ~proposals | (_uniform(targets.shape, logits, generator) < negatives)
 
 
 __all__ = ["MASKING_MODES", "focal_loss_with_logits", "span_loss"]

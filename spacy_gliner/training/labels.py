@@ -33,12 +33,10 @@ def sample_label_sets(
        negatives are shuffled with ``rng`` and truncated to ``max_types`` (truncation may drop
        positive types; their spans then count as negatives).
 
-    Deviations from the reference: (a) the reference deduplicates with ``set``, whose order depends
-    on Python's string hashing; we deduplicate in first-seen order, so the result is a function of
-    the inputs and ``rng`` alone (same distribution, since the list is shuffled anyway); (b) an
-    example that ends up with no label at all (no entities, no negatives) gets one negative drawn
-    with ``rng.choice(pool)`` instead of the reference's blank label ``""``; ``[""]`` remains the
-    fallback when the batch has no types.
+    Deviations from the reference: (a) deduplication in first-seen order, not ``set`` order (which
+    depends on string hashing): the result is a function of the inputs and ``rng`` alone; (b) an
+    example with no label at all gets one negative ``rng.choice(pool)`` instead of the blank
+    label ``""`` (``[""]`` stays the fallback when the batch has no types).
     """
     rng = rng if rng is not None else random.Random()
     if all_types_in_batch is None:
