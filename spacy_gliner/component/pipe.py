@@ -31,6 +31,7 @@ from .settings import (
     plain,
     validate,
 )
+from .settings import thresholds as per_label_thresholds
 from .shim import GLiNERShim
 
 logger = logging.getLogger("spacy_gliner")
@@ -82,7 +83,13 @@ class GLiNERPipe(TrainablePipe):
 
     # ---------------------------------------------------------------- settings
     def _validate(self) -> None:
-        self.label_set, self.thresholds = validate(self.cfg)
+        self.label_set, _ = validate(self.cfg)
+
+    @property
+    def thresholds(self) -> list[float]:
+        """Per-label thresholds from ``cfg["threshold"]`` as it is now (``spacy find-threshold``
+        sets it between evaluations)."""
+        return per_label_thresholds(self.cfg["threshold"], self.label_set.names)
 
     @property
     def labels(self) -> tuple:
