@@ -416,7 +416,6 @@ def recall_proxy(
     names = list(labels)
     label_set = LabelSet.from_labels([labels[n] for n in names])
     predictor = Engine(GLiNER.from_pretrained(checkpoint), EngineOptions(batch_size=16))
-    plan = predictor.label_plan(label_set)
     stats = {"before": [0, 0], "after": [0, 0], "too_wide": 0, "max_abs_diff": 0.0, "windows": 0}
     for doc in docs:
         text = doc.text
@@ -435,7 +434,7 @@ def recall_proxy(
                 result.scores.tolist(),
             )
         }
-        windows = predictor.plan([words], plan.longest_prompt, [sents])[0][0]
+        windows = predictor.plan_windows([words], label_set, [sents])[0]
         owners = [owned_cells(windows, j, len(words), max_width) for j in range(len(windows))]
         window_probs: dict[int, Any] = {}
         for a, b, raw in doc.gold:
@@ -572,7 +571,7 @@ def memory_worker(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(spec["threads"])
-    from spacy_gliner.inference import LabelSet
+    from spacy_gliner.engine import LabelSet
 
     labels = spec["labels"]
     nlp = our_nlp(
@@ -624,7 +623,7 @@ def memory_worker(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("check_all_labels"):
         pipe = nlp.get_pipe("gliner")
         doc_words = [t.text for t in doc if not t.is_space]
-        result = pipe.predictor([doc_words], LabelSet.from_labels(labels), thresholds=0.0)[0]
+        result = pipe.engine([doc_words], LabelSet.from_labels(labels), thresholds=0.0)[0]
         out["labels_scored"] = len(set(result.labels.tolist()))
     return out
 
