@@ -194,7 +194,7 @@ def train_ours(
             break
         batch = [examples[order[(done * 8 + i) % len(order)]] for i in range(8)]
         optimizer.learn_rate = next(schedule)
-        losses.append(nlp.update(batch, sgd=optimizer, losses={})["gliner"])
+        losses.append(nlp.update(batch, drop=recipe.get("dropout", 0.4), sgd=optimizer, losses={})["gliner"])
         done += 1
         if done % 100 == 0:
             print(

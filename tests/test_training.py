@@ -319,3 +319,34 @@ def test_long_training_docs_are_windowed_within_the_token_budget(encoder):
     found = {(s, e) for row_spans in spans for s, e, _ in row_spans}
     assert found  # gold spans carried into the windows, shifted to window coordinates
     assert pipe.update([eg])["gliner"] > 0
+
+
+def test_update_honours_drop(encoder):
+    """``drop`` is the dropout of the GLiNER layers (not the encoder's own) for the step."""
+    from spacy_gliner.training.step import forward, head_dropout
+
+    nlp, pipe = make_nlp(encoder)
+    examples = make_examples(nlp)
+    pipe.initialize(lambda: examples, nlp=nlp, model_loader=loader(encoder))
+    gliner, module = pipe.gliner, pipe.gliner.model
+    encoder_module = module.token_rep_layer.bert_layer.model
+    dropouts = lambda m: [d.p for d in m.modules() if isinstance(d, torch.nn.Dropout)]  # noqa: E731
+    before_all, before_encoder = dropouts(module), dropouts(encoder_module)
+    words, labels = [s.split() for s, _ in SENTENCES[:2]], [["person", "location"]] * 2
+    module.train()
+    encoder_module.eval()  # only the head's dropout varies below
+    try:
+        with head_dropout(module, 0.0):
+            assert torch.equal(
+                forward(gliner, module, words, labels)[0], forward(gliner, module, words, labels)[0]
+            )
+            assert dropouts(encoder_module) == before_encoder
+        with head_dropout(module, 0.9):
+            assert not torch.equal(
+                forward(gliner, module, words, labels)[0], forward(gliner, module, words, labels)[0]
+            )
+    finally:
+        module.eval()
+    assert dropouts(module) == before_all
+    assert pipe.update(examples, drop=0.3)["gliner"] > 0
+    assert dropouts(module) == before_all

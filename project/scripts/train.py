@@ -40,6 +40,8 @@ if recipe == "demo":
         "0.01",
         "--initialize.components.gliner.model_loader.dropout",
         "0.1",
+        "--training.dropout",
+        "0.1",
     ]
 print(" ".join(cmd), flush=True)
 sys.exit(subprocess.call(cmd))

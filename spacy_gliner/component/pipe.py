@@ -300,14 +300,15 @@ class GLiNERPipe(TrainablePipe):
         sgd: Any = None,
         losses: Optional[dict[str, float]] = None,
     ) -> dict[str, float]:
-        """One gradient step on a batch (dropout comes from the model's own ``dropout`` setting)."""
+        """One gradient step on a batch. ``drop`` (spaCy's ``[training] dropout``) is the dropout
+        of the GLiNER layers outside the encoder for this step; the encoder keeps its own."""
         losses = {} if losses is None else losses
         losses.setdefault(self.name, 0.0)
         examples = list(examples)
         rows = self._training_rows(examples) if examples else None
         if rows is None or not rows.words:
             return losses
-        losses[self.name] += train_step(self.gliner, rows, self.loss_fn, self._rehearsal)
+        losses[self.name] += train_step(self.gliner, rows, self.loss_fn, self._rehearsal, drop)
         if sgd not in (None, False):
             self.finish_update(sgd)
         return losses

@@ -5,9 +5,10 @@ The component turns spaCy Examples into ``(words, spans)`` rows; everything afte
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
 
@@ -159,25 +160,59 @@ class Rehearsal:
         return (bce * valid).sum() / valid.sum().clamp(min=1.0)
 
 
+@contextlib.contextmanager
+def head_dropout(module: Any, drop: Optional[float]) -> Iterator[None]:
+    """Dropout probability ``drop`` in every GLiNER layer outside the Hugging Face encoder (the
+    layers the checkpoint's ``dropout`` configures) for the duration; None keeps the model's."""
+    if drop is None:
+        yield
+        return
+    encoder = module.token_rep_layer.bert_layer.model
+    inside = {id(m) for m in encoder.modules()}
+    layers = [
+        m for m in module.modules() if isinstance(m, torch.nn.Dropout) and id(m) not in inside
+    ]
+    before = [m.p for m in layers]
+    for m in layers:
+        m.p = float(drop)
+    try:
+        yield
+    finally:
+        for m, p in zip(layers, before):
+            m.p = p
+
+
 def train_step(
-    gliner: Any, rows: Rows, loss_fn: Callable, rehearsal: Optional[Rehearsal] = None
+    gliner: Any,
+    rows: Rows,
+    loss_fn: Callable,
+    rehearsal: Optional[Rehearsal] = None,
+    drop: Optional[float] = None,
 ) -> float:
     """Forward, loss (plus rehearsal), backward on ``rows``; returns the loss. The model is in
-    training mode during the step and in evaluation mode after it."""
+    training mode during the step and in evaluation mode after it; ``drop`` (if given) is the
+    dropout of the layers outside the encoder for this step."""
     module = gliner.model
     module.train()
     try:
-        logits, label_mask = forward(gliner, module, rows.words, rows.label_sets)
-        lengths = [len(w) for w in rows.words]
-        targets, span_mask = span_targets(
-            rows.spans, rows.label_sets, lengths, gliner.config.max_width, unknown=rows.unknown
-        )
-        loss = loss_fn(logits, targets.to(logits.device), span_mask.to(logits.device), label_mask)
-        if rehearsal is not None and rehearsal.active:
-            loss = loss + rehearsal.weight * rehearsal.loss(gliner, rows.words)
-        loss.backward()
+        with head_dropout(module, drop):
+            return _loss_and_backward(gliner, module, rows, loss_fn, rehearsal)
     finally:
         module.eval()
+
+
+def _loss_and_backward(
+    gliner: Any, module: Any, rows: Rows, loss_fn: Callable, rehearsal: Optional[Rehearsal]
+) -> float:
+    logits, label_mask = forward(gliner, module, rows.words, rows.label_sets)
+    lengths = [len(w) for w in rows.words]
+    targets, span_mask = span_targets(
+        rows.spans, rows.label_sets, lengths, gliner.config.max_width, unknown=rows.unknown
+    )
+    loss = loss_fn(logits, targets.to(logits.device), span_mask.to(logits.device), label_mask)
+    if rehearsal is not None and rehearsal.active:
+        loss = loss + rehearsal.weight * rehearsal.loss(gliner, rows.words)
+    loss.backward()
     return float(loss.detach())
 
 
