@@ -6,7 +6,83 @@ import string
 from pathlib import Path
 from typing import Any
 
-WORDS = ["the", "a", "an", "of", "in", "on", "at", "to", "for", "and", "or", "is", "was", "were", "be", "born", "died", "city", "country", "president", "company", "barack", "obama", "hawaii", "paris", "france", "london", "google", "apple", "microsoft", "new", "york", "john", "smith", "mary", "river", "university", "house", "visited", "founded", "works", "lives", "capital", "state", "river", "team", "player", "won", "cup", "game", "film", "song", "band", "music", "album", "book", "author", "wrote", "novel", "king", "queen", "war", "army", "doctor", "disease", "cancer", "drug", "person", "location", "organization", "date", "time", "money", "event", "product"]
+WORDS = [
+    "the",
+    "a",
+    "an",
+    "of",
+    "in",
+    "on",
+    "at",
+    "to",
+    "for",
+    "and",
+    "or",
+    "is",
+    "was",
+    "were",
+    "be",
+    "born",
+    "died",
+    "city",
+    "country",
+    "president",
+    "company",
+    "barack",
+    "obama",
+    "hawaii",
+    "paris",
+    "france",
+    "london",
+    "google",
+    "apple",
+    "microsoft",
+    "new",
+    "york",
+    "john",
+    "smith",
+    "mary",
+    "river",
+    "university",
+    "house",
+    "visited",
+    "founded",
+    "works",
+    "lives",
+    "capital",
+    "state",
+    "river",
+    "team",
+    "player",
+    "won",
+    "cup",
+    "game",
+    "film",
+    "song",
+    "band",
+    "music",
+    "album",
+    "book",
+    "author",
+    "wrote",
+    "novel",
+    "king",
+    "queen",
+    "war",
+    "army",
+    "doctor",
+    "disease",
+    "cancer",
+    "drug",
+    "person",
+    "location",
+    "organization",
+    "date",
+    "time",
+    "money",
+    "event",
+    "product",
+]
 
 
 def write_bert_encoder(
@@ -35,7 +111,9 @@ def write_bert_encoder(
     BertModel(config).save_pretrained(directory)
     # From the vocab file in the directory: the constructor's argument is ``vocab_file`` in
     # transformers 4 and ``vocab`` in 5, ``from_pretrained`` reads the file in both.
-    BertTokenizerFast.from_pretrained(str(directory), model_max_length=512).save_pretrained(directory)
+    BertTokenizerFast.from_pretrained(str(directory), model_max_length=512).save_pretrained(
+        directory
+    )
     return directory
 
 

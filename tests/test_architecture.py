@@ -135,7 +135,14 @@ def test_third_party_imports_are_declared_dependencies():
     tomllib = pytest.importorskip("tomllib")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = {
-        dep.split(";")[0].split("[")[0].split("<")[0].split(">")[0].split("=")[0].strip().lower().replace("-", "_")
+        dep.split(";")[0]
+        .split("[")[0]
+        .split("<")[0]
+        .split(">")[0]
+        .split("=")[0]
+        .strip()
+        .lower()
+        .replace("-", "_")
         for dep in project["dependencies"]
     }
     missing = set()

@@ -53,7 +53,9 @@ def cpu_results(default_checkpoint):
 )
 def test_gpu_scores_match_cpu(default_checkpoint, cpu_results, dtype, tol):
     gliner = GLiNER.from_pretrained(default_checkpoint).to("cuda")
-    results = Engine(gliner, EngineOptions(dtype=dtype))(_texts(), LabelSet.from_labels(LABELS), thresholds=0.0)
+    results = Engine(gliner, EngineOptions(dtype=dtype))(
+        _texts(), LabelSet.from_labels(LABELS), thresholds=0.0
+    )
     for cpu, gpu in zip(cpu_results, results):
         assert gpu.num_windows == cpu.num_windows
         a, b = _cells(cpu), _cells(gpu)

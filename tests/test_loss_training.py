@@ -356,7 +356,23 @@ def tiny(tmp_path_factory):
     from spacy_gliner.io.model_files import assemble as _assemble
     from spacy_gliner.io.tokenizers import add_special_tokens
 
-    words = ["the", "a", "person", "org", "city", "date", "money", "john", "paris", "went", "to", "on", "in", "of", "acme"]
+    words = [
+        "the",
+        "a",
+        "person",
+        "org",
+        "city",
+        "date",
+        "money",
+        "john",
+        "paris",
+        "went",
+        "to",
+        "on",
+        "in",
+        "of",
+        "acme",
+    ]
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *[f"w{i}" for i in range(80)]]
     path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
     path.write_text("\n".join(vocab) + "\n")

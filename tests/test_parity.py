@@ -508,7 +508,9 @@ def test_more_labels_than_max_types_run_in_groups_by_default(default_checkpoint)
     groups, _ = (Engine(ours).label_plan(labels).groups, None)
     assert len(groups) == -(-len(MANY_LABELS) // ours.config.max_types)
     assert sorted(i for g in groups for i in g) == list(range(len(MANY_LABELS)))
-    single = Engine(ours, EngineOptions(max_labels_per_pass=len(MANY_LABELS))).label_plan(labels).groups
+    single = (
+        Engine(ours, EngineOptions(max_labels_per_pass=len(MANY_LABELS))).label_plan(labels).groups
+    )
     assert len(single) == 1
 
 

@@ -42,7 +42,9 @@ def test_n_process_2_after_a_warm_parent(default_checkpoint, tmp_path, method):
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH", "")]
+    )
     proc = subprocess.run(
         [sys.executable, str(script), method, str(default_checkpoint)],
         capture_output=True, text=True, timeout=180, env=env,

@@ -90,7 +90,9 @@ def test_missing_iob_and_unannotated_regions_are_left_out_of_the_loss():
     text = example_text(Example(Doc(nlp.vocab, words=words), ref), {"person": "person"}, "sc", True)
     assert text.spans == [(0, 1, "person")]
     assert text.unknown == [False, False, False, True, True, False, False, False]
-    targets, mask = span_targets([text.spans], [["person"]], [len(words)], 4, unknown=[text.unknown])
+    targets, mask = span_targets(
+        [text.spans], [["person"]], [len(words)], 4, unknown=[text.unknown]
+    )
     assert targets[0, 0, 1, 0] == 1.0 and mask[0, 0, 1]
     assert not mask[0, 3, 0] and not mask[0, 4, 0]  # the unannotated words themselves
     assert not mask[0, 2, 1] and not mask[0, 1, 3]  # spans reaching into them
@@ -98,16 +100,26 @@ def test_missing_iob_and_unannotated_regions_are_left_out_of_the_loss():
     # A region marked in doc.spans["gliner_unannotated"] works the same way.
     ref2 = Doc(nlp.vocab, words=words, ents=["B-person", "I-person"] + ["O"] * 6)
     ref2.spans["gliner_unannotated"] = [Span(ref2, 6, 8)]
-    text2 = example_text(Example(Doc(nlp.vocab, words=words), ref2), {"person": "person"}, "sc", True)
+    text2 = example_text(
+        Example(Doc(nlp.vocab, words=words), ref2), {"person": "person"}, "sc", True
+    )
     assert text2.unknown == [False] * 6 + [True, True]
 
 
 def test_model_block_in_the_config(default_checkpoint):
     nlp = spacy.blank("en")
-    nlp.add_pipe("gliner", config={"model": {"checkpoint": str(default_checkpoint)}, "labels": ["person"]})
+    nlp.add_pipe(
+        "gliner", config={"model": {"checkpoint": str(default_checkpoint)}, "labels": ["person"]}
+    )
     block = nlp.config["components"]["gliner"]["model"]
-    assert block == {"@architectures": "spacy_gliner.GLiNERModel.v1", "checkpoint": str(default_checkpoint)}
+    assert block == {
+        "@architectures": "spacy_gliner.GLiNERModel.v1",
+        "checkpoint": str(default_checkpoint),
+    }
     assert nlp("Barack Obama visited Paris .").spans["sc"] is not None
     default = spacy.blank("en")
     default.add_pipe("gliner", config={"labels": ["person"]})
-    assert default.config["components"]["gliner"]["model"]["@architectures"] == "spacy_gliner.GLiNERModel.v1"
+    assert (
+        default.config["components"]["gliner"]["model"]["@architectures"]
+        == "spacy_gliner.GLiNERModel.v1"
+    )

@@ -362,10 +362,7 @@ def test_legacy_checkpoint_without_tokenizer_or_token_fields(default_checkpoint,
         if f.name not in ("gliner_config.json", "pytorch_model.bin"):
             f.unlink()
     ours = GLiNER.from_pretrained(legacy)
-    assert (
-        ours.config.class_token_index
-        == read_config(default_checkpoint).class_token_index
-    )
+    assert ours.config.class_token_index == read_config(default_checkpoint).class_token_index
     ref = ref_gliner.GLiNER.from_pretrained(str(legacy), local_files_only=True)
     _close(_ref_probs(ref), _probs(ours))
     _close(
@@ -481,9 +478,7 @@ def test_hub_id_from_cache_offline(default_checkpoint, tmp_path, monkeypatch):
     # HF_HUB_OFFLINE=1 alone
     _offline(monkeypatch)
     _identical(_probs(GLiNER.from_pretrained("someorg/tiny-gliner", cache_dir=cache)), expected)
-    assert (
-        read_config("someorg/tiny-gliner", cache_dir=cache).span_mode == "markerV0"
-    )
+    assert read_config("someorg/tiny-gliner", cache_dir=cache).span_mode == "markerV0"
     # the spaCy component with a hub id
     nlp = spacy.blank("en")
     nlp.add_pipe(

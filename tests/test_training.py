@@ -159,7 +159,11 @@ def test_trained_model_loads_in_the_reference_with_same_scores(encoder, tmp_path
 def test_label_missing_from_label_set_is_a_clear_error(encoder):
     nlp, pipe = make_nlp(encoder, labels=["person"])
     examples = make_examples(nlp)
+    with pytest.raises(ValueError, match="Training example 0 .*not among the component's labels"):
+        pipe.initialize(lambda: examples, nlp=nlp, model_loader=loader(encoder))
+    nlp, pipe = make_nlp(encoder, labels=["person", "location", "organization"])
     pipe.initialize(lambda: examples, nlp=nlp, model_loader=loader(encoder))
+    pipe.set_labels(["person"])  # data seen only by update() is checked there
     with pytest.raises(ValueError, match="not among the component's labels"):
         pipe.update(examples)
 
@@ -175,7 +179,8 @@ def test_overlapping_spans_with_flat_ner_are_a_clear_error(encoder):
     ref = Doc(nlp.vocab, words=["new", "york", "city", "is", "big"])
     ref.spans["sc"] = [Span(ref, 0, 2, "location"), Span(ref, 1, 3, "location")]
     eg = Example(Doc(nlp.vocab, words=ref.text.split()), ref)
-    pipe.initialize(lambda: [eg], nlp=nlp, model_loader=loader(encoder), labels=["location"])
+    with pytest.raises(ValueError, match="Training example 0 .*Overlapping training spans"):
+        pipe.initialize(lambda: [eg], nlp=nlp, model_loader=loader(encoder), labels=["location"])
     with pytest.raises(ValueError, match="Overlapping training spans"):
         pipe.update([eg])
     nlp2, pipe2 = make_nlp(encoder, flat_ner=False)
@@ -350,3 +355,30 @@ def test_update_honours_drop(encoder):
     assert dropouts(module) == before_all
     assert pipe.update(examples, drop=0.3)["gliner"] > 0
     assert dropouts(module) == before_all
+
+
+@pytest.mark.parametrize("bad", ["empty", "unknown_label", "overlap"])
+def test_bad_training_example_is_named_before_training(encoder, bad, caplog):
+    from spacy.tokens import Doc, Span
+    from spacy.training import Example
+
+    nlp, pipe = make_nlp(encoder, labels=["person", "location", "organization"])
+    examples = make_examples(nlp)
+    words = "mary smith visited paris".split()
+    ref = Doc(nlp.vocab, words=[] if bad == "empty" else words)
+    if bad == "unknown_label":
+        ref.ents = [Span(ref, 0, 2, label="wizard")]
+    elif bad == "overlap":
+        ref.spans["sc"] = [Span(ref, 0, 2, label="person"), Span(ref, 1, 3, label="person")]
+    examples.insert(
+        2, Example(Doc(nlp.vocab, words=list(ref.text.split()) if len(ref) else []), ref)
+    )
+    with pytest.raises(ValueError, match="Training example 2 "):
+        pipe.initialize(lambda: examples, nlp=nlp, model_loader=loader(encoder))
+    nlp, pipe = make_nlp(
+        encoder, labels=["person", "location", "organization"], skip_bad_examples=True
+    )
+    with caplog.at_level("WARNING", logger="spacy_gliner"):
+        pipe.initialize(lambda: examples, nlp=nlp, model_loader=loader(encoder))
+    assert "1 training example(s) cannot be used" in caplog.text
+    assert pipe.update(examples)["gliner"] > 0

@@ -220,7 +220,9 @@ def test_span_straddling_a_window_cut_found_once(long_doc, ours):
     # A two-word span across window 3's last word: only inside window 4 ...
     start = a.end - 1
     doc_cells = _cells(result)
-    alone_b = Engine(ours, EngineOptions(batch_size=1))([words[b.start : b.end]], labels, thresholds=0.0)[0]
+    alone_b = Engine(ours, EngineOptions(batch_size=1))(
+        [words[b.start : b.end]], labels, thresholds=0.0
+    )[0]
     assert (
         abs(
             doc_cells[(start, start + 1, 1)]
@@ -327,7 +329,9 @@ def test_bi_encoder_label_vectors_cached_and_refreshed_after_training(reference_
 
 
 def test_tiny_budget_reports_unscored_spans(ours, caplog):
-    predictor = Engine(ours, EngineOptions(max_tokens=8))  # windows of 3 words: 4-word spans fit nowhere
+    predictor = Engine(
+        ours, EngineOptions(max_tokens=8)
+    )  # windows of 3 words: 4-word spans fit nowhere
     words = _doc_words(40, seed=2)
     with caplog.at_level("WARNING", logger="spacy_gliner"):
         result = predictor([words], LabelSet.from_labels(["person"]), thresholds=0.0)[0]
@@ -354,7 +358,9 @@ def test_truncation_matches_the_tokenizer(ours):
     from spacy_gliner.io.tokenizers import Row
 
     tokens = ours.prompts.tokenize_words([words])
-    inputs, (cut,) = ours.prompts.assemble([Row(tokens[0], 0, 700, plan.prompt_ids[0])], predictor.max_tokens)
+    inputs, (cut,) = ours.prompts.assemble(
+        [Row(tokens[0], 0, 700, plan.prompt_ids[0])], predictor.max_tokens
+    )
     expected = ours.prompts.encode([words], [list(labels.prompts)])
     assert inputs["input_ids"].shape[1] == predictor.max_tokens
     assert cut == 700 - (predictor.max_tokens - 2 - len(plan.prompt_ids[0]))
@@ -379,7 +385,9 @@ def test_window_words_caps_windows_and_still_scores_every_cell(ours):
     # a cell's score is the one its owning window gives when run alone
     w = windows[0][3]
     alone = _cells(
-        Engine(ours, EngineOptions(batch_size=8))([words[w.start : w.end]], labels, thresholds=0.0)[0]
+        Engine(ours, EngineOptions(batch_size=8))([words[w.start : w.end]], labels, thresholds=0.0)[
+            0
+        ]
     )
     owned = owned_cells(windows[0], 3, n, K)
     for (s, e, l), p in alone.items():

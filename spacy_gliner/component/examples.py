@@ -72,3 +72,40 @@ def collect_labels(
         for span in gold_spans(eg.reference, spans_key):
             found[span.label_] = None
     return sorted(found)
+
+
+def example_problem(
+    eg: Example, prompt_of: dict[str, str], spans_key: Optional[str], flat_ner: bool
+) -> Optional[str]:
+    """Why an Example cannot be trained on, or None."""
+    if not doc_words(eg.reference)[0][0]:
+        return "the document has no words"
+    try:
+        example_text(eg, prompt_of, spans_key, flat_ner)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def check_examples(
+    examples: Iterable[Example],
+    prompt_of: dict[str, str],
+    spans_key: Optional[str],
+    flat_ner: bool,
+    skip: bool,
+) -> int:
+    """Check every training Example before training starts; return how many are bad. Raises
+    ``ValueError`` naming the first bad one (its index and text start) unless ``skip``."""
+    bad = 0
+    for index, eg in enumerate(examples):
+        problem = example_problem(eg, prompt_of, spans_key, flat_ner)
+        if problem is None:
+            continue
+        if not skip:
+            raise ValueError(
+                f"Training example {index} ({eg.reference.text[:50]!r}) cannot be used: {problem} "
+                "Fix or remove it, or set skip_bad_examples = true in [components.gliner] to skip "
+                "such examples with a warning."
+            )
+        bad += 1
+    return bad

@@ -30,7 +30,7 @@ def make_gliner(
     fine_tune: bool, encoder_lr: Optional[float], others_lr: Optional[float], weight_decay: float,
     others_weight_decay: Optional[float], grad_clip: float, max_types: Optional[int],
     max_neg_type_ratio: Optional[int], rehearsal_labels: list[str], rehearsal_weight: float,
-    seed: int,
+    seed: int, skip_bad_examples: bool,
 ) -> GLiNERPipe:  # fmt: skip
     """Zero-shot NER with GLiNER. ``model``: the ``spacy_gliner.GLiNERModel.v1`` block, or a
     checkpoint (hub id or directory) as a shortcut for it; loaded by ``initialize`` or on first use."""

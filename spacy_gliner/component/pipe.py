@@ -21,7 +21,7 @@ from thinc.api import Model
 from ..engine import Engine, EngineOptions, WordsResult
 from ..training.step import Rehearsal, Rows, make_rows, rehearse_step, train_step
 from .docs import annotate, doc_words
-from .examples import collect_labels, example_text
+from .examples import check_examples, collect_labels, example_problem, example_text
 from .registry import make_gliner_scorer, make_span_loss
 from .settings import (
     INFERENCE_DEFAULTS,
@@ -245,7 +245,17 @@ class GLiNERPipe(TrainablePipe):
                     "[initialize.components.gliner]."
                 )
             self.set_labels(found)
+        self._check_training_data(get_examples)
         self._configure_optimizer_groups()
+
+    def _check_training_data(self, get_examples: Callable[[], Iterable[Example]]) -> None:
+        prompt_of = dict(zip(self.label_set.names, self.label_set.prompts))
+        cfg, skip = self.cfg, self.training.skip_bad_examples
+        bad = check_examples(get_examples(), prompt_of, cfg["spans_key"], cfg["flat_ner"], skip)
+        if bad:
+            logger.warning(
+                "gliner: %d training example(s) cannot be used and will be skipped.", bad
+            )
 
     def _require_examples(self, get_examples: Callable) -> None:
         if get_examples is None or not callable(get_examples):
@@ -282,6 +292,11 @@ class GLiNERPipe(TrainablePipe):
     def _training_rows(self, examples: list[Example]) -> Rows:
         cfg, settings = self.gliner.config, self.training
         prompt_of = dict(zip(self.label_set.names, self.label_set.prompts))
+        if settings.skip_bad_examples:
+            examples = [
+                eg for eg in examples
+                if example_problem(eg, prompt_of, self.cfg["spans_key"], self.cfg["flat_ner"]) is None
+            ]  # fmt: skip
         texts = [
             example_text(eg, prompt_of, self.cfg["spans_key"], self.cfg["flat_ner"])
             for eg in examples

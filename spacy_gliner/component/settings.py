@@ -50,6 +50,9 @@ class TrainingSettings:
     ``max_neg_type_ratio`` (default: the model's) drive negative label sampling.
     ``rehearsal_weight`` > 0 distils the starting model's scores for ``rehearsal_labels`` into
     every update, against forgetting zero-shot labels while fine-tuning on a few.
+    ``skip_bad_examples``: training examples that cannot be used (no words, a label outside the
+    label set, overlapping spans under ``flat_ner``) are skipped with a counted warning instead of
+    stopping ``initialize`` with an error that names the first one.
     """
 
     fine_tune: bool = True
@@ -63,6 +66,7 @@ class TrainingSettings:
     rehearsal_labels: list[str] = field(default_factory=list)
     rehearsal_weight: float = 0.0
     seed: int = 0
+    skip_bad_examples: bool = False
 
 
 DEFAULT_CONFIG: dict[str, Any] = {
