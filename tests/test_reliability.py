@@ -123,3 +123,24 @@ def test_model_block_in_the_config(default_checkpoint):
         default.config["components"]["gliner"]["model"]["@architectures"]
         == "spacy_gliner.GLiNERModel.v1"
     )
+
+
+def test_unreachable_hub_id_fails_at_initialize_with_one_short_message(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    nlp = spacy.blank("en")
+    nlp.add_pipe(
+        "gliner",
+        config={
+            "model": "no-such-org/no-such-gliner",
+            "labels": ["person"],
+            "cache_dir": str(tmp_path),
+        },
+    )
+    with pytest.raises(CheckpointError, match="not in the local cache") as caught:
+        nlp.initialize()
+    error = caught.value
+    assert "\n" not in str(error)
+    assert error.__cause__ is not None  # the hub client's error is kept ...
+    assert (
+        error.__cause__.__cause__ is None and error.__cause__.__context__ is None
+    )  # ... without its chain

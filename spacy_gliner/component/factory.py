@@ -9,10 +9,12 @@ from spacy.language import Language
 from thinc.api import Model
 
 from .pipe import GLiNERPipe
+from .progress import install_handler
 from .registry import build_gliner_model
 from .settings import DEFAULT_CONFIG, INFERENCE_DEFAULTS, TrainingSettings
 
 Labels = Union[list[str], dict[str, str]]
+install_handler()
 
 
 @Language.factory(

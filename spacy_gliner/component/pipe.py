@@ -22,6 +22,7 @@ from ..engine import Engine, EngineOptions, WordsResult
 from ..training.step import Rehearsal, Rows, make_rows, rehearse_step, train_step
 from .docs import annotate, doc_words
 from .examples import check_examples, collect_labels, example_problem, example_text
+from .progress import Progress
 from .registry import make_gliner_scorer, make_span_loss
 from .settings import (
     INFERENCE_DEFAULTS,
@@ -77,6 +78,7 @@ class GLiNERPipe(TrainablePipe):
         self._rehearsal = Rehearsal(self.training.rehearsal_labels, self.training.rehearsal_weight)
         self._gliner: Any = None
         self._engine: Optional[Engine] = None
+        self._train_progress = Progress("training steps")
         for ext in ("gliner_windows", "gliner_label_groups"):
             if not Doc.has_extension(ext):
                 Doc.set_extension(ext, default=None)
@@ -191,9 +193,11 @@ class GLiNERPipe(TrainablePipe):
         """Docs are collected ``batch_size`` at a time so windows of different docs share
         encoder batches."""
         error_handler = self.get_error_handler()
+        progress = Progress("docs annotated")
         for docs in minibatch(stream, size=batch_size):
             try:
                 self.set_annotations(docs, self.predict(docs))
+                progress.add(len(docs), sum(len(doc) for doc in docs))
                 yield from docs
             except Exception as err:
                 error_handler(self.name, self, docs, err)
@@ -270,24 +274,14 @@ class GLiNERPipe(TrainablePipe):
         )
 
     def _configure_optimizer_groups(self) -> None:
-        from ..training.params import freeze_encoder, param_lr_scales, param_weight_decay
+        from ..training.params import parameter_groups
 
-        settings = self.training
-        module = self.gliner.model
-        freeze_encoder(module, not settings.fine_tune)
+        t = self.training
         shim = cast(GLiNERShim, self.model.shims[0])
-        base = settings.encoder_lr
-        if settings.others_lr is not None and base is None:
-            raise ValueError(
-                "gliner: others_lr needs encoder_lr (the peak of [training.optimizer.learn_rate])."
-            )
-        shim.lr_scales = (
-            param_lr_scales(module, base, settings.others_lr) if base is not None else {}
-        )
-        shim.weight_decay = param_weight_decay(
-            module, settings.weight_decay, settings.others_weight_decay
-        )
-        shim.grad_clip = settings.grad_clip
+        shim.lr_scales, shim.weight_decay = parameter_groups(
+            self.gliner.model, t.fine_tune, t.encoder_lr, t.others_lr, t.weight_decay, t.others_weight_decay
+        )  # fmt: skip
+        shim.grad_clip = t.grad_clip
 
     def _training_rows(self, examples: list[Example]) -> Rows:
         cfg, settings = self.gliner.config, self.training
@@ -323,7 +317,9 @@ class GLiNERPipe(TrainablePipe):
         rows = self._training_rows(examples) if examples else None
         if rows is None or not rows.words:
             return losses
-        losses[self.name] += train_step(self.gliner, rows, self.loss_fn, self._rehearsal, drop)
+        loss = train_step(self.gliner, rows, self.loss_fn, self._rehearsal, drop)
+        losses[self.name] += loss
+        self._train_progress.add(1, sum(len(w) for w in rows.words), f", last loss {loss:.4g}")
         if sgd not in (None, False):
             self.finish_update(sgd)
         return losses

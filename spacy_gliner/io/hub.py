@@ -71,10 +71,25 @@ def resolve_checkpoint_dir(
         hint = "it is not in the local cache (offline mode)" if offline else "the download failed"
         raise CheckpointError(
             f"Could not get GLiNER checkpoint {name_or_path!r} from the Hugging Face hub: {hint} "
-            f"({type(err).__name__}: {err}). Pass a local checkpoint directory instead, or set cache_dir "
-            "to where it was downloaded."
-        ) from err
+            f"({type(err).__name__}: {first_line(err)}). Pass a local checkpoint directory "
+            "instead, or set cache_dir to where it was downloaded."
+        ) from shallow(err)
     return Path(directory)
+
+
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, at most ``limit`` characters."""
+    text = str(err).strip().splitlines()
+    return text[0][:limit] if text else ""
+
+
+def shallow(err: BaseException) -> BaseException:
+    """``err`` without its own chain: kept as ``__cause__`` of our error, the traceback then
+    shows one underlying exception instead of the hub client's four-deep chain."""
+    err.__cause__ = None
+    err.__context__ = None
+    err.__suppress_context__ = True
+    return err
 
 
 def read_config_dict(directory: Path) -> dict[str, Any]:
@@ -124,9 +139,9 @@ def resolve_encoder_config(
     except Exception as err:  # OSError / HTTP errors from transformers and huggingface_hub
         raise CheckpointError(
             f"The configuration stores no encoder_config and the encoder {model_name!r} could not "
-            f"be loaded ({type(err).__name__}: {str(err)[:200]}). Make {model_name!r} available "
+            f"be loaded ({type(err).__name__}: {first_line(err)}). Make {model_name!r} available "
             "locally (or in the Hugging Face cache), or load a checkpoint that stores encoder_config."
-        ) from err
+        ) from shallow(err)
     if vocab_size != -1:
         hf_config.vocab_size = vocab_size
     return hf_config
@@ -143,7 +158,7 @@ def pretrained_backbone(name: str, hf_config: PretrainedConfig, **hub_kwargs: An
         raise CheckpointError(
             f"Could not load the pretrained encoder {name!r} ({type(err).__name__}: "
             f"{str(err)[:200]}). Pass a local encoder directory or make it available in the cache."
-        ) from err
+        ) from shallow(err)
 
 
 def pretrained_tokenizer(name: str, what: str, **hub_kwargs: Any) -> Any:
@@ -155,4 +170,4 @@ def pretrained_tokenizer(name: str, what: str, **hub_kwargs: Any) -> Any:
     except Exception as err:
         raise CheckpointError(
             f"Could not load the tokenizer of {what} {name!r} ({type(err).__name__}: {str(err)[:200]})."
-        ) from err
+        ) from shallow(err)

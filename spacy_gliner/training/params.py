@@ -114,3 +114,22 @@ __all__ = [
     "param_lr_scales",
     "param_weight_decay",
 ]
+
+
+def parameter_groups(
+    module: nn.Module,
+    fine_tune: bool,
+    encoder_lr: Optional[float],
+    others_lr: Optional[float],
+    weight_decay: float,
+    others_weight_decay: Optional[float],
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Freeze the encoder unless ``fine_tune``; return per-parameter learning-rate scales
+    (relative to ``encoder_lr``, the optimizer schedule's peak) and weight decays."""
+    freeze_encoder(module, not fine_tune)
+    if others_lr is not None and encoder_lr is None:
+        raise ValueError(
+            "gliner: others_lr needs encoder_lr (the peak of [training.optimizer.learn_rate])."
+        )
+    scales = param_lr_scales(module, encoder_lr, others_lr) if encoder_lr is not None else {}
+    return scales, param_weight_decay(module, weight_decay, others_weight_decay)
