@@ -22,6 +22,7 @@ LAYERS = {
     "data": 5,
     "cli": 5,
     "__main__": 5,
+    "integrations": 6,
 }
 # Third-party imports allowed per layer (beyond the standard library).
 LAYER_THIRD_PARTY = {
