@@ -1,8 +1,7 @@
 """Apply spaCy's thinc optimizer to torch parameters, with per-parameter lr scale and weight decay.
 
 spaCy's training loop owns one thinc ``Optimizer`` (its schedule, hyper-parameters and Adam moments).
-thinc applies it one parameter at a time through single-threaded numpy kernels; for a CPU model of
-tens of millions of weights that was about a tenth of a training step. When the optimizer is plain
+thinc applies it one parameter at a time through single-threaded numpy kernels. When the optimizer is plain
 Adam (no RAdam, no L2 added to the gradient, no per-parameter clipping), :func:`apply_optimizer`
 runs the *same update* with torch's fused multi-threaded Adam kernel, on the optimizer's own state:
 the moments stay in ``optimizer.mom1`` / ``mom2`` (shared memory), ``nr_update`` and the averages
