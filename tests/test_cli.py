@@ -290,15 +290,15 @@ def test_sigkill_at_random_points_then_resume_equals_uninterrupted_run(
 ):
     rng = random.Random(1234)
     source = tmp_path / "texts.txt"
-    texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(15, 30))) for _ in range(300)]
+    texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 14))) for _ in range(2000)]
     source.write_text("\n".join(texts) + "\n", encoding="utf-8")
     reference = tmp_path / "reference.jsonl"
-    assert main(_annotate_args(source, reference, default_checkpoint, "--batch-size", "2")) == 0
+    assert main(_annotate_args(source, reference, default_checkpoint, "--batch-size", "8")) == 0
     full = reference.read_bytes()
-    assert full.count(b"\n") == 300
+    assert full.count(b"\n") == 2000
 
     out = tmp_path / "out.jsonl"
-    args = _annotate_args(source, out, default_checkpoint, "--batch-size", "2")
+    args = _annotate_args(source, out, default_checkpoint, "--batch-size", "8")
     kills = 0
     for _ in range(3):
         size = out.stat().st_size if out.exists() else 0

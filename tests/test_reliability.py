@@ -144,3 +144,18 @@ def test_unreachable_hub_id_fails_at_initialize_with_one_short_message(monkeypat
     assert (
         error.__cause__.__cause__ is None and error.__cause__.__context__ is None
     )  # ... without its chain
+
+
+@pytest.mark.parametrize(
+    "config,match",
+    [
+        ({"window_overlap": 500}, "window_words"),  # overlap beyond the checkpoint's max_len
+        ({"labels": ["person " * 400]}, "sub-tokens"),  # a label prompt longer than the encoder window
+    ],
+    ids=["overlap_beyond_max_len", "overlong_label"],
+)
+def test_model_dependent_settings_fail_at_initialize(default_checkpoint, config, match):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("gliner", config={"model": str(default_checkpoint), "labels": ["person"], **config})
+    with pytest.raises(ValueError, match=match):
+        nlp.initialize()
