@@ -156,3 +156,29 @@ def test_training_forward_equals_eval_forward_without_dropout(bert_dir):
     ):
         param = dict(model.named_parameters())[name]
         assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_factored_marker_paths_equal_the_plain_module(bert_dir):
+    """The model's markerV0 fast paths (inference loop, training node) give the plain module's
+    logits (span vectors, then the label product) on every real span, with their gradients."""
+    from spacy_gliner.component.registry import encoder_loader
+
+    gliner = encoder_loader(str(bert_dir), hidden_size=32, max_width=4, dropout=0.0)()
+    model = gliner.model.eval()
+    words = [["barack", "obama", "visited", "paris"], ["john", "smith", "works", "at", "google", "in", "london"]]
+    inputs = gliner.prompts.encode(words, [["person", "location"], ["person", "organization"]])
+    with torch.no_grad():
+        hidden, word_mask, prompts, _ = model.encode(**inputs)
+        fast = model.score_spans(hidden, word_mask, prompts)
+        plain = model.plain_span_logits(hidden, word_mask, model.prompt_rep_layer(prompts))
+    ends = torch.arange(word_mask.size(1))[:, None] + torch.arange(4)[None]
+    valid = (ends[None] < word_mask.sum(-1)[:, None, None])[..., None]
+    torch.testing.assert_close(fast * valid, plain * valid, atol=1e-5, rtol=1e-5)
+    hidden = hidden.detach().requires_grad_(True)
+    trained = model.score_spans(hidden, word_mask, prompts)  # autograd on: the training node
+    (grad_fast,) = torch.autograd.grad((trained * valid).sum(), hidden)
+    hidden2 = hidden.detach().requires_grad_(True)
+    reference = model.plain_span_logits(hidden2, word_mask, model.prompt_rep_layer(prompts))
+    (grad_plain,) = torch.autograd.grad((reference * valid).sum(), hidden2)
+    torch.testing.assert_close(trained * valid, reference * valid, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grad_fast, grad_plain, atol=1e-5, rtol=1e-4)
