@@ -1,10 +1,11 @@
 """Dropout for CPU training without torch's per-element Bernoulli sampler.
 
 On CPU, ``torch.nn.functional.dropout`` draws one Bernoulli sample per element through a slow
-sampler (encoder dropouts plus the span head's ``[B, W, K, 4D]`` hidden layer). Here each element gets 16 random bits instead (64-bit draws cut
-into four 16-bit lanes) and is dropped when they fall below ``round(p * 65536)``: the same
-independent, scaled dropout, with a drop probability within 1/131072 of ``p``. On other devices,
-and in evaluation, the modules are exactly ``torch.nn.Dropout``.
+sampler (encoder dropouts plus the span head's ``[B, W, K, 4D]`` hidden layer). Here each
+element gets 16 random bits instead (64-bit draws cut into four 16-bit lanes) and is dropped when
+they fall below ``round(p * 65536)``: the same independent, scaled dropout, with a drop
+probability within 1/131072 of ``p``. On other devices, and in evaluation, the modules are
+exactly ``torch.nn.Dropout``.
 """
 
 from __future__ import annotations
