@@ -182,3 +182,25 @@ def test_factored_marker_paths_equal_the_plain_module(bert_dir):
     (grad_plain,) = torch.autograd.grad((reference * valid).sum(), hidden2)
     torch.testing.assert_close(trained * valid, reference * valid, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(grad_fast, grad_plain, atol=1e-5, rtol=1e-4)
+
+
+def test_workspace_reuse_across_batches_gives_fresh_results(bert_dir):
+    """An inference call's reused span-term buffers (bigger, smaller, then bigger batches) give
+    the logits of freshly allocated ones."""
+    from spacy_gliner.component.registry import encoder_loader
+    from spacy_gliner.model.marker_scores import Workspace
+
+    gliner = encoder_loader(str(bert_dir), hidden_size=32, max_width=4, dropout=0.0)()
+    model = gliner.model.eval()
+    workspace = Workspace(max_rows=8)
+    batches = [
+        [["barack", "obama", "visited", "paris", "and", "london"], ["john", "smith"]],
+        [["mary"]],
+        [["the", "king", "wrote", "a", "book", "about", "the", "war", "in", "france"]],
+    ]
+    with torch.inference_mode():
+        for words in batches:
+            inputs = gliner.prompts.encode(words, [["person", "location"]] * len(words))
+            fresh, _, _ = model(**inputs)
+            reused, _, _ = model(**inputs, workspace=workspace)
+            assert torch.equal(fresh, reused)

@@ -20,12 +20,13 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 import torch
 
 from ..io.tokenizers import Row, TextTokens, max_sequence_tokens
+from ..model.marker_scores import Workspace
 from .batches import Task, make_batches, make_tasks, plan_text_windows, threshold_table
 from .label_vectors import LabelVectors, pad_rows
 from .labels import LabelPlan, LabelSet, check_prompt_text, group_table, plan_label_groups
@@ -82,6 +83,7 @@ class _Call(NamedTuple):
     plan: LabelPlan
     labels: LabelSet
     thresholds: np.ndarray  # [groups, largest group]
+    workspace: Optional[Workspace] = None  # buffers this call reuses across its batches
 
 
 class Engine:
@@ -206,6 +208,7 @@ class Engine:
     def _run_tasks(self, call: _Call, tasks: list[Task]) -> tuple[list, np.ndarray]:
         truncated = np.zeros(len(call.tokens), dtype=np.int64)
         batches = make_batches(tasks, self.batch_size, self.max_batch_tokens)
+        call = call._replace(workspace=_workspace(call.windows, batches))
         found = []
         start = last_log = time.perf_counter()
         rows = 0
@@ -240,7 +243,8 @@ class Engine:
         inputs, cut = self.gliner.prompts.assemble(rows, self.max_tokens)
         for task, n in zip(batch, cut):
             truncated[task.text] += n
-        probs = self._probabilities(inputs, [call.plan.groups[t.group] for t in batch], call.labels)
+        groups = [call.plan.groups[t.group] for t in batch]
+        probs = self._probabilities(inputs, groups, call.labels, call.workspace)
         return owned_candidates(
             probs,
             batch,
@@ -258,7 +262,11 @@ class Engine:
         )
 
     def _probabilities(
-        self, inputs: dict, groups: Sequence[Sequence[int]], labels: LabelSet
+        self,
+        inputs: dict,
+        groups: Sequence[Sequence[int]],
+        labels: LabelSet,
+        workspace: Optional[Workspace] = None,
     ) -> torch.Tensor:
         """Sigmoid scores ``[B, W, K, C]`` (float32) for one batch of encoder inputs."""
         device = self.gliner.device
@@ -273,7 +281,7 @@ class Engine:
             torch.autocast(device.type, dtype=dtype, enabled=dtype is not None),
             _attention(device),
         ):
-            logits, _, _ = self.gliner.model(**inputs)
+            logits, _, _ = self.gliner.model(**inputs, workspace=workspace)
         return torch.sigmoid(logits.float())
 
     # ------------------------------------------------------------------ reference-shaped scores
@@ -300,6 +308,22 @@ class Engine:
         probs = torch.sigmoid(logits.float()).cpu().numpy()
         pairs = zip(word_lists, label_lists)
         return [probs[i, : len(w), :, : len(lab)] for i, (w, lab) in enumerate(pairs)]
+
+
+def _workspace(
+    windows: Sequence[Sequence[Window]], batches: Sequence[Sequence[Task]]
+) -> Optional[Workspace]:
+    """Reusable buffers for a call over long texts (several batches, a text with several
+    windows), sized for its largest batch (rows x words); None for short-text calls, whose
+    buffers are few and small."""
+    if len(batches) < 2 or all(len(w) < 2 for w in windows):
+        return None
+
+    def words(task: Task) -> int:
+        window = windows[task.text][task.window]
+        return window.end - window.start
+
+    return Workspace(max(len(b) * max(map(words, b)) for b in batches))
 
 
 def _single_thread_after_fork() -> None:

@@ -15,7 +15,7 @@ they get the value of a zero end term, ``relu(S[s]) . L[c]``, and no gradient.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Optional, cast
 
 import torch
 from torch import Tensor, nn
@@ -132,8 +132,38 @@ def marker_span_logits_inference(start: Tensor, end: Tensor, labels: Tensor, wid
 TERM_BLOCK_ROWS = 1024
 
 
+class Workspace:
+    """Buffers one inference call reuses across its batches (never shared between calls or
+    threads: the engine creates one per call and passes it down as an argument).
+
+    Over the hundreds of batches of a long document, the span terms ([B * W, 4D] each, a
+    different size in every batch) allocated anew per batch fragment the process heap; taken from
+    here they are allocated once, for the call's largest batch (``max_rows`` = B * W)."""
+
+    def __init__(self, max_rows: int = 0) -> None:
+        self.max_rows = int(max_rows)
+        self._buffers: dict[str, Tensor] = {}
+
+    def take(self, name: str, rows: int, cols: int, like: Tensor) -> Tensor:
+        """An uninitialised ``[rows, cols]`` tensor with ``like``'s dtype and device."""
+        buf = self._buffers.get(name)
+        if (
+            buf is None
+            or buf.numel() < rows * cols
+            or buf.dtype != like.dtype
+            or buf.device != like.device
+        ):
+            self._buffers.pop(name, None)  # free the old one first
+            buf = self._buffers[name] = like.new_empty(max(rows, self.max_rows) * cols)
+        return buf[: rows * cols].view(rows, cols)
+
+
 def factored_marker_logits(
-    span_layer: MarkerV0, words: Tensor, labels: Tensor, width: int
+    span_layer: MarkerV0,
+    words: Tensor,
+    labels: Tensor,
+    width: int,
+    workspace: Optional[Workspace] = None,
 ) -> Tensor:
     """markerV0 logits ``[B, W, K, C]`` without materialising span vectors of size D.
 
@@ -147,8 +177,9 @@ def factored_marker_logits(
     last = cast(nn.Linear, out[3])
     label_vecs = labels @ last.weight  # [B, C, 4D]
     label_bias = labels @ last.bias  # [B, C]
-    start_term, end_term = span_terms(span_layer, words)  # [B, W, 4D] each
-    if not torch.is_grad_enabled():
+    inference = not torch.is_grad_enabled()
+    start_term, end_term = span_terms(span_layer, words, workspace if inference else None)
+    if inference:
         logits = marker_span_logits_inference(start_term, end_term, label_vecs, width)
         return logits.add_(label_bias[:, None, None, :])
     batch, num_words, _ = start_term.shape
@@ -162,17 +193,24 @@ def factored_marker_logits(
     )
 
 
-def span_terms(span_layer: MarkerV0, words: Tensor) -> tuple[Tensor, Tensor]:
+def span_terms(
+    span_layer: MarkerV0, words: Tensor, workspace: Optional[Workspace] = None
+) -> tuple[Tensor, Tensor]:
     """``span_layer.span_terms(words)`` ([B, W, 4D] each), ``TERM_BLOCK_ROWS`` word vectors at a
-    time (the MLPs' [rows, 4D] temporaries stay small). All-zero word vectors (batch padding,
-    words without sub-tokens) are not run: they share the zero vector's terms."""
+    time (the MLPs' [rows, 4D] temporaries stay small), into ``workspace`` buffers when given.
+    All-zero word vectors (batch padding, words without sub-tokens) are not run: they share the
+    zero vector's terms."""
     batch, num_words, dim = words.shape
     flat = words.reshape(-1, dim)
     real = flat.abs().amax(-1) != 0  # [B*W] (float reduction: bool kernels are slow on CPU)
     zero_start, zero_end = span_layer.span_terms(words.new_zeros(1, 1, dim))  # [1, 1, 4D]
     hidden4 = zero_start.size(-1)
-    start = zero_start.new_empty(flat.size(0), hidden4)  # [B*W, 4D] (autocast: the terms' dtype)
-    end = zero_end.new_empty(flat.size(0), hidden4)
+    if workspace is not None:
+        start = workspace.take("start_terms", flat.size(0), hidden4, zero_start)  # [B*W, 4D]
+        end = workspace.take("end_terms", flat.size(0), hidden4, zero_end)
+    else:
+        start = zero_start.new_empty(flat.size(0), hidden4)  # (autocast: the terms' dtype)
+        end = zero_end.new_empty(flat.size(0), hidden4)
     rows = real.nonzero().squeeze(1)
     contiguous = rows.numel() == flat.size(0)
     if not contiguous:

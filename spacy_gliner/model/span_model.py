@@ -13,7 +13,7 @@ from .encoder import TokenRepLayer
 from .fusion import CrossFuser
 from .layers import projection_mlp
 from .lstm import BiLSTM
-from .marker_scores import factored_marker_logits
+from .marker_scores import Workspace, factored_marker_logits
 from .span_rep import MarkerV0, SpanRepLayer
 from .words import enumerate_spans, gather_prompts, pool_words
 
@@ -94,7 +94,11 @@ class GLiNERModel(nn.Module):
         return words, word_mask, prompts, prompts_mask
 
     def score_spans(
-        self, words: torch.Tensor, word_mask: torch.Tensor, prompts: torch.Tensor
+        self,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+        prompts: torch.Tensor,
+        workspace: Workspace | None = None,
     ) -> torch.Tensor:
         """Logits [B, W, K, C] for every (start word, width, label).
 
@@ -105,7 +109,9 @@ class GLiNERModel(nn.Module):
         span_layer = self.span_rep_layer.span_rep_layer
         autocast_training = torch.is_grad_enabled() and torch.is_autocast_enabled(words.device.type)
         if isinstance(span_layer, MarkerV0) and not autocast_training:
-            return factored_marker_logits(span_layer, words, labels, self.config.max_width)
+            return factored_marker_logits(
+                span_layer, words, labels, self.config.max_width, workspace
+            )
         return self.plain_span_logits(words, word_mask, labels)
 
     def plain_span_logits(
@@ -126,9 +132,11 @@ class GLiNERModel(nn.Module):
         text_lengths: torch.Tensor,
         labels_embeddings: torch.Tensor | None = None,
         labels_mask: torch.Tensor | None = None,
+        workspace: Workspace | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(logits [B, W, K, C], word_mask [B, W], label_mask [B, C])``."""
+        """``(logits [B, W, K, C], word_mask [B, W], label_mask [B, C])``. ``workspace``: buffers
+        an inference call reuses across its batches (see ``marker_scores.Workspace``)."""
         words, word_mask, prompts, prompts_mask = self.encode(
             input_ids, attention_mask, words_mask, text_lengths, labels_embeddings, labels_mask
         )
-        return self.score_spans(words, word_mask, prompts), word_mask, prompts_mask
+        return self.score_spans(words, word_mask, prompts, workspace), word_mask, prompts_mask
