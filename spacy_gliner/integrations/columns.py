@@ -43,7 +43,7 @@ def doc_spans(doc: Any, spans_key: Optional[str]) -> DocSpans:
 
 
 def batch_texts(batch: Any, column: str) -> list[str]:
-    """The texts of ``column`` as Python strings (a null text is read as ``""``).
+    """The texts of ``column`` as Python strings (a null text, or pandas' NA / NaN, reads as ``""``).
 
     Raises ``KeyError`` naming the column when the batch has no such column, ``TypeError`` for a
     value that is neither a string nor null.
@@ -54,7 +54,7 @@ def batch_texts(batch: Any, column: str) -> list[str]:
     values = batch.column(column).to_pylist() if _is_arrow(batch) else list(batch[column])
     texts = []
     for value in values:
-        if value is None:
+        if _is_null(value):
             value = ""
         if not isinstance(value, str):
             raise TypeError(f"column {column!r} holds a {type(value).__name__}, not a string")
@@ -62,26 +62,39 @@ def batch_texts(batch: Any, column: str) -> list[str]:
     return texts
 
 
+def _is_null(value: Any) -> bool:
+    """None, pandas' NA, or a float NaN (how pandas shows a missing string)."""
+    if value is None or type(value).__name__ == "NAType":
+        return True
+    return isinstance(value, float) and value != value
+
+
 def with_spans(batch: Any, found: Sequence[DocSpans]) -> Any:
-    """A batch of the same format with the span columns set (replaced if present), one row per
-    input row in the same order. The input batch itself is not modified."""
+    """The batch with the span columns set (replaced if present), one row per input row in the
+    same order: a ``pyarrow.Table`` or ``pandas.DataFrame`` stays one; a ``numpy`` batch comes back
+    as a ``pyarrow.Table`` (see ``_dict_to_arrow``). The input batch itself is not modified."""
     columns = {name: [spans[i] for spans in found] for i, name in enumerate(SPAN_COLUMNS)}
     if _is_arrow(batch):
         return _arrow_with(batch, columns)
     if hasattr(batch, "assign"):  # pandas.DataFrame
         return batch.assign(**columns)
-    import numpy as np
-
-    out = dict(batch)
-    for name, values in columns.items():
-        array = np.empty(len(values), dtype=object)
-        array[:] = [np.asarray(v, dtype=_NUMPY_TYPES[name]) for v in values]
-        out[name] = array
-    return out
+    return _arrow_with(_dict_to_arrow(batch), columns)
 
 
-_NUMPY_TYPES = {"spans_start": "int64", "spans_end": "int64", "spans_label": object}
-_NUMPY_TYPES["spans_score"] = "float64"
+def _dict_to_arrow(batch: Any) -> Any:
+    """A ``numpy`` batch (dict of 1-D arrays) as a ``pyarrow.Table``: Ray stores ragged numpy
+    columns as tensor extensions that Parquet readers do not understand, so span columns go out
+    as Arrow lists. Raises ``TypeError`` for a column with more than one dimension."""
+    import pyarrow as pa
+
+    arrays = {}
+    for name, values in batch.items():
+        if getattr(values, "ndim", 1) != 1:
+            raise TypeError(
+                f"column {name!r} has {values.ndim} dimensions: use batch_format='pyarrow'"
+            )
+        arrays[name] = pa.array(values)
+    return pa.table(arrays)
 
 
 def _arrow_with(table: Any, columns: dict[str, list[Any]]) -> Any:

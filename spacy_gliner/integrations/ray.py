@@ -12,9 +12,20 @@ to every row (see :mod:`spacy_gliner.integrations.columns`): ``spans_start``, ``
 - each actor loads the pipeline once (a saved spaCy pipeline, or a GLiNER checkpoint directory /
   hub id plus labels, put into ``spacy.blank(lang)``); a bad model or missing labels fail in the
   driver before any actor starts;
-- a crashed actor (process exit, OOM kill, lost node) is restarted up to ``max_restarts`` times and
-  its unfinished batches are retried up to ``max_task_retries`` times; batches are pure functions
-  of their rows, so a retried batch yields the same rows once.
+- a crashed actor (process exit, OOM kill, lost node) is restarted and its unfinished batches are
+  retried on the new actor (Ray Data's default: without limit; ``max_restarts`` and
+  ``max_task_retries`` bound it); batches are pure functions of their rows, so a retried batch
+  yields the same rows, once.
+
+Options of ``annotate``: each actor gets ``num_cpus_per_actor`` CPUs (and as many torch threads)
+and ``num_gpus_per_actor`` GPUs (> 0: the model runs on ``cuda`` unless ``annotator_options``
+names a ``device``). ``batch_size`` rows go to each actor call and ``nlp.pipe`` batch.
+``batch_format``: ``"pyarrow"`` (explicit column types, the right choice for Parquet),
+``"pandas"`` or ``"numpy"`` (returned as Arrow). ``max_restarts`` / ``max_task_retries`` (-1:
+unlimited) bound the fault tolerance; ``None`` keeps Ray Data's defaults (passed only when set:
+Ray 2.60 warns that free-form actor options are deprecated). When the actors take every CPU of
+the cluster, read the input with ``num_cpus=0`` (as ``run_cli`` does): Ray Data starts no read task
+while the actors hold all CPUs, and the run waits forever.
 
 ``run_cli`` is the ``spacy-gliner ray-annotate`` command: JSONL or Parquet in, Parquet out.
 Ray is imported only here (``import spacy_gliner`` never imports it).
@@ -24,6 +35,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -90,52 +102,40 @@ def annotate(
     *,
     labels: Optional[Labels] = None,
     threshold: Optional[float] = None,
-    nested: bool = False,
     text_column: str = "text",
     batch_size: int = 64,
     num_actors: int = 2,
     num_cpus_per_actor: float = 1,
     num_gpus_per_actor: float = 0,
-    lang: str = "en",
-    device: Optional[str] = None,
-    pipe_batch_size: Optional[int] = None,
     batch_format: str = "pyarrow",
-    max_restarts: int = 3,
-    max_task_retries: int = 3,
+    max_restarts: Optional[int] = None,
+    max_task_retries: Optional[int] = None,
+    annotator_options: Optional[dict[str, Any]] = None,
     annotator_cls: type[GLiNERAnnotator] = GLiNERAnnotator,
-    **ray_remote_args: Any,
+    **map_batches_args: Any,
 ) -> Any:
     """``dataset`` (a ``ray.data.Dataset`` with a string column ``text_column``) annotated by
-    ``num_actors`` actors, each with ``num_cpus_per_actor`` CPUs (also its torch thread count) and
-    ``num_gpus_per_actor`` GPUs (> 0: the model runs on ``cuda`` unless ``device`` says otherwise).
-
-    Returns a lazy ``ray.data.Dataset``: the input rows with the span columns appended (see the
-    module docstring for the guarantees). ``batch_size`` is the number of rows per actor call (and
-    per ``nlp.pipe`` batch); ``batch_format`` is ``"pyarrow"`` (explicit column types, the right
-    choice for Parquet), ``"pandas"`` or ``"numpy"``. ``max_restarts`` / ``max_task_retries``
-    (-1: unlimited) set the actors' fault tolerance; further keyword arguments go to Ray as actor
-    options (``memory``, ``resources``, ``runtime_env``, ...). ``annotator_cls`` may be a subclass
-    of :class:`GLiNERAnnotator`. Raises ``ValueError`` for a model that cannot be loaded or a
-    checkpoint given without labels, before any actor starts.
-    """
+    ``num_actors`` actors of ``annotator_cls`` (a :class:`GLiNERAnnotator`), ``batch_size`` rows
+    per call: a lazy ``ray.data.Dataset`` with the span columns appended (guarantees and options:
+    the module docstring). ``annotator_options`` go to the annotator (``nested``, ``lang``,
+    ``device``, ``pipe_batch_size``, ``torch_threads``), others to ``map_batches``. Raises
+    ``ValueError`` (before any actor starts) for a model that cannot load or lacks labels."""
     from ray.data import ActorPoolStrategy
 
     _check_pipeline(str(pipeline), labels)
     if num_actors < 1 or batch_size < 1:
         raise ValueError("num_actors and batch_size must be positive")
-    if num_gpus_per_actor > 0 and device is None:
-        device = "cuda"
     kwargs = {
         "model": str(pipeline),
         "labels": labels,
         "threshold": threshold,
-        "nested": nested,
         "text_column": text_column,
-        "lang": lang,
-        "device": device,
-        "pipe_batch_size": pipe_batch_size,
+        "device": "cuda" if num_gpus_per_actor > 0 else None,
         "torch_threads": max(1, math.floor(num_cpus_per_actor)),
+        **(annotator_options or {}),
     }
+    retries = {"max_restarts": max_restarts, "max_task_retries": max_task_retries}
+    map_batches_args.update({k: v for k, v in retries.items() if v is not None})
     return dataset.map_batches(
         annotator_cls,
         fn_constructor_kwargs=kwargs,
@@ -144,9 +144,7 @@ def annotate(
         batch_format=batch_format,
         num_cpus=num_cpus_per_actor,
         num_gpus=num_gpus_per_actor,
-        max_restarts=max_restarts,
-        max_task_retries=max_task_retries,
-        **ray_remote_args,
+        **map_batches_args,
     )
 
 
@@ -160,22 +158,30 @@ def _check_pipeline(model: str, labels: Optional[Labels]) -> None:
         raise ValueError(f"{model} is a GLiNER checkpoint: give labels")
 
 
-def read_input(source: Union[str, Path]) -> Any:
-    """A ``ray.data.Dataset`` of a JSONL (``.jsonl`` / ``.json``) or Parquet file, or of a
-    directory of such files (all of one kind). Raises ``CLIError`` for anything else."""
-    import ray.data
-
+def input_files(source: Union[str, Path]) -> tuple[str, list[str]]:
+    """``("json" | "parquet", files)``: a JSONL (``.jsonl`` / ``.json``) or Parquet file, or the
+    files of one kind in a directory (sorted). Raises ``CLIError`` for anything else."""
     path = Path(source)
     if not path.exists():
         raise CLIError(f"{path}: no such file or directory")
     files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
     kinds = {_kind(p) for p in files} - {None}
-    if len(kinds) != 1:
+    if len(kinds) != 1 or (not path.is_dir() and None in {_kind(p) for p in files}):
         raise CLIError(f"{path}: expected .jsonl/.json or .parquet input (one kind, not mixed)")
-    wanted = [str(p) for p in files if _kind(p) is not None]
-    if kinds == {"parquet"}:
-        return ray.data.read_parquet(wanted)
-    return ray.data.read_json(wanted)
+    return kinds.pop() or "", [str(p) for p in files if _kind(p) is not None]
+
+
+def read_input(source: Union[str, Path]) -> Any:
+    """A ``ray.data.Dataset`` of what :func:`input_files` finds in ``source`` (JSON Lines for
+    ``.jsonl`` files). Its read tasks take no CPU slot (they are I/O), so a pool of actors holding
+    every CPU of the cluster cannot starve them."""
+    import ray.data
+
+    kind, files = input_files(source)
+    if kind == "parquet":
+        return ray.data.read_parquet(files, num_cpus=0)
+    lines = all(name.endswith(".jsonl") for name in files)
+    return ray.data.read_json(files, lines=lines, num_cpus=0)
 
 
 def _kind(path: Path) -> Optional[str]:
@@ -199,24 +205,18 @@ def run_cli(
     model: str,
     labels: Optional[Labels] = None,
     *,
-    threshold: Optional[float] = None,
-    nested: bool = False,
-    text_column: str = "text",
-    batch_size: int = 64,
-    num_actors: int = 2,
-    num_cpus_per_actor: float = 1,
-    num_gpus_per_actor: float = 0,
-    lang: str = "en",
-    device: Optional[str] = None,
     address: Optional[str] = None,
     preserve_order: bool = True,
     overwrite: bool = False,
+    **options: Any,
 ) -> int:
-    """Annotate ``input`` (JSONL or Parquet file or directory) into the Parquet directory
-    ``output``: every input row once, with its columns and the span columns; in input order when
-    ``preserve_order``. Connects to the Ray cluster at ``address`` (``"auto"``: the running one;
-    default: a new local one, shut down at the end). Bad input or options raise ``CLIError``
-    before Ray starts; prints a summary line and returns 0."""
+    """Annotate ``input`` (JSONL or Parquet file, or a directory of them) into the Parquet
+    directory ``output``: every input row once, with its columns and the span columns; in input
+    order when ``preserve_order``. ``options`` are :func:`annotate`'s (``threshold``,
+    ``text_column``, ``batch_size``, ``num_actors``, ...). Connects to the Ray cluster at
+    ``address`` (``"auto"``: the running one; default: a new local one, shut down at the end).
+    Bad input or options raise ``CLIError`` before Ray starts. Read and write tasks take no CPU
+    slot, so the actors may take every CPU. Prints a summary line and returns 0."""
     import ray
     import ray.data
 
@@ -226,33 +226,21 @@ def run_cli(
         _check_pipeline(model, labels)
     except ValueError as err:
         raise CLIError(str(err)) from None
+    input_files(source)
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, include_dashboard=False)
     try:
         ray.data.DataContext.get_current().execution_options.preserve_order = preserve_order
         begin = time.perf_counter()
-        annotated = annotate(
-            read_input(source),
-            model,
-            labels=labels,
-            threshold=threshold,
-            nested=nested,
-            text_column=text_column,
-            batch_size=batch_size,
-            num_actors=num_actors,
-            num_cpus_per_actor=num_cpus_per_actor,
-            num_gpus_per_actor=num_gpus_per_actor,
-            lang=lang,
-            device=device,
-        )
-        annotated.write_parquet(str(out))
+        annotated = annotate(read_input(source), model, labels=labels, **options)
+        annotated.write_parquet(str(out), ray_remote_args={"num_cpus": 0})
         seconds = time.perf_counter() - begin
         rows = ray.data.read_parquet(str(out)).count()
     finally:
         if started:
             ray.shutdown()
-    print(f"{rows} rows annotated in {seconds:.1f} s with {num_actors} actors -> {out}")
+    print(f"{rows} rows annotated in {seconds:.1f} s -> {out}")
     return 0
 
 
@@ -260,21 +248,63 @@ def run_cli_args(args: Any) -> int:
     """``run_cli`` from the ``ray-annotate`` subcommand's ``argparse.Namespace``."""
     from ..cli.inputs import parse_labels
 
+    options = {"nested": args.nested, "lang": args.lang, "device": args.device}
     return run_cli(
         args.input,
         args.output,
         args.model,
         parse_labels(args.labels, args.labels_file),
+        address=args.address,
+        preserve_order=not args.any_order,
+        overwrite=args.overwrite,
         threshold=args.threshold,
-        nested=args.nested,
         text_column=args.text_key,
         batch_size=args.batch_size,
         num_actors=args.num_actors,
         num_cpus_per_actor=args.cpus_per_actor,
         num_gpus_per_actor=args.gpus_per_actor,
-        lang=args.lang,
-        device=args.device,
-        address=args.address,
-        preserve_order=not args.any_order,
-        overwrite=args.overwrite,
+        annotator_options={k: v for k, v in options.items() if v is not None},
     )
+
+
+def build_parser() -> Any:
+    """The ``ray-annotate`` command's ``argparse`` parser (``python -m
+    spacy_gliner.integrations.ray``); its options are ``spacy-gliner annotate``'s where shared."""
+    import argparse
+
+    from ..cli.main import _add_labels, _positive_int
+
+    p = argparse.ArgumentParser(
+        prog="spacy-gliner-ray",
+        description="Annotate on a pool of Ray actors: JSONL or Parquet in, Parquet directory out.",
+    )
+    p.add_argument("input", help=".jsonl / .json or .parquet file, or a directory of them")
+    p.add_argument("output", help="output Parquet directory")
+    p.add_argument(
+        "--model", required=True, help="saved spaCy pipeline, GLiNER checkpoint or hub id"
+    )
+    _add_labels(p, required=False)
+    p.add_argument("--text-key", default="text", help="text column (text)")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="rows per actor call (64)")
+    p.add_argument("--num-actors", type=_positive_int, default=2, help="actors (2)")
+    p.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs per actor (1)")
+    p.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs per actor (0)")
+    p.add_argument("--device", help="torch device of each actor (default cuda with GPUs, else cpu)")
+    p.add_argument("--address", help="Ray cluster ('auto': the running one; default: a local one)")
+    p.add_argument("--any-order", action="store_true", help="do not keep the input order")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTPUT directory")
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Run the command line; returns the exit code (2 on bad input, one line on stderr)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return run_cli_args(args)
+    except CLIError as err:
+        print(f"spacy-gliner-ray: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
