@@ -499,3 +499,13 @@ def test_hub_id_not_in_cache_offline(tmp_path, monkeypatch):
         GLiNER.from_pretrained("someorg/missing-model", cache_dir=tmp_path / "empty")
     with pytest.raises(CheckpointError, match="does not exist"):
         GLiNER.from_pretrained(str(tmp_path / "no" / "such" / "dir"))
+
+
+def test_saved_files_share_the_config_files_permissions(default_checkpoint, tmp_path):
+    """safetensors writes through a 0600 temporary file; the saved weights get the mode of the
+    other files (gliner_config.json, written normally under the process umask)."""
+    import stat
+
+    out = GLiNER.from_pretrained(default_checkpoint).save_pretrained(tmp_path / "ckpt")
+    mode = lambda name: stat.S_IMODE((out / name).stat().st_mode)  # noqa: E731
+    assert mode("model.safetensors") == mode("gliner_config.json")
