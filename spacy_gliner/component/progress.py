@@ -39,12 +39,16 @@ class Progress:
         self.what = what
         self.start = self.last = time.perf_counter()
         self.count = 0
-        self.words = 0
+        self.words = 0  # words since ``start``
 
     def add(self, count: int, words: int = 0, extra: str = "") -> None:
-        self.count += count
-        self.words += words
+        """Record finished work; the rate counts from the end of the first recorded piece."""
         now = time.perf_counter()
+        if self.count == 0:
+            self.start = self.last = now
+        else:
+            self.words += words
+        self.count += count
         if now - self.last >= PROGRESS_SECONDS:
             rate = self.words / max(now - self.start, 1e-9)
             logger.info("GLiNER: %d %s, %.0f words/s%s", self.count, self.what, rate, extra)
