@@ -68,7 +68,9 @@ def _add_annotate(sub: argparse._SubParsersAction) -> None:
     )
     _add_labels(p, required=False)
     p.add_argument(
-        "--batch-size", type=_positive_int, help="texts per batch (default 256) and windows per pass"
+        "--batch-size",
+        type=_positive_int,
+        help="texts per batch (default 256) and windows per pass",
     )
     p.add_argument("--n-process", type=_positive_int, default=1, help="processes (default 1)")
     p.add_argument("--device", help="torch device: cpu, cuda, cuda:1, ...")

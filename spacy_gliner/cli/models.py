@@ -67,6 +67,17 @@ def gliner_pipe_name(nlp: Any, where: str) -> str:
     raise CLIError(f"{where}: the pipeline has no '{FACTORY}' component")
 
 
+def _overrides(settings: Settings) -> dict[str, Any]:
+    """Component settings the command line sets (only those given)."""
+    values = {
+        "threshold": settings.threshold,
+        "flat_ner": False if settings.nested else None,
+        "batch_size": settings.batch_size,
+        "device": settings.device,
+    }
+    return {key: value for key, value in values.items() if value is not None}
+
+
 def _load_pipeline(model: str, settings: Settings) -> tuple[Any, str]:
     import spacy
 
@@ -74,14 +85,7 @@ def _load_pipeline(model: str, settings: Settings) -> tuple[Any, str]:
     name = gliner_pipe_name(nlp, model)
     pipe: Any = nlp.get_pipe(name)
     cfg = pipe.cfg
-    if settings.threshold is not None:
-        cfg["threshold"] = settings.threshold
-    if settings.nested:
-        cfg["flat_ner"] = False
-    if settings.batch_size is not None:
-        cfg["batch_size"] = settings.batch_size
-    if settings.device is not None:
-        cfg["device"] = settings.device
+    cfg.update(_overrides(settings))
     # set_labels validates every setting; set_gliner moves the weights to the device and makes a
     # new engine for the batch size.
     pipe.set_labels(settings.labels if settings.labels is not None else cfg["labels"])
@@ -96,15 +100,7 @@ def _build_pipeline(model: str, settings: Settings, lang: str) -> tuple[Any, str
 
     if settings.labels is None:
         raise CLIError(f"{model} is a GLiNER checkpoint: give --labels or --labels-file")
-    config: dict[str, Any] = {"model": model, "labels": settings.labels}
-    if settings.threshold is not None:
-        config["threshold"] = settings.threshold
-    if settings.nested:
-        config["flat_ner"] = False
-    if settings.batch_size is not None:
-        config["batch_size"] = settings.batch_size
-    if settings.device is not None:
-        config["device"] = settings.device
+    config: dict[str, Any] = {"model": model, "labels": settings.labels, **_overrides(settings)}
     nlp = spacy.blank(lang)
     nlp.add_pipe(FACTORY, config=config)
     pipe: Any = nlp.get_pipe(FACTORY)
