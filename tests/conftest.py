@@ -9,7 +9,12 @@ from typing import Any
 
 import pytest
 import torch
-from helpers import write_bert_encoder, write_deberta_encoder, write_reference_checkpoint
+from helpers import (
+    save_tiny_deberta,
+    write_bert_encoder,
+    write_deberta_encoder,
+    write_reference_checkpoint,
+)
 
 # The models here are tiny: intra-op threads only add synchronisation cost (10x slower on a busy
 # 2-core machine), and one thread keeps float results independent of the core count.
@@ -41,7 +46,7 @@ def write_deberta_spm_encoder(directory: Path, hidden: int = 32, seed: int = 0) 
 
     import sentencepiece as spm
     from helpers import WORDS
-    from transformers import DebertaV2Config, DebertaV2Model, DebertaV2TokenizerFast
+    from transformers import DebertaV2TokenizerFast
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -81,21 +86,7 @@ def write_deberta_spm_encoder(directory: Path, hidden: int = 32, seed: int = 0) 
         mask_token="[MASK]",
     )
     tok.save_pretrained(str(directory))
-    torch.manual_seed(seed)
-    config = DebertaV2Config(
-        vocab_size=len(tok),
-        hidden_size=hidden,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=hidden * 2,
-        max_position_embeddings=512,
-        relative_attention=True,
-        pos_att_type=["p2c", "c2p"],
-        position_buckets=32,
-        max_relative_positions=64,
-        pad_token_id=0,
-    )
-    DebertaV2Model(config).save_pretrained(str(directory))
+    save_tiny_deberta(directory, len(tok), hidden, seed, pad_token_id=0)
     return directory
 
 

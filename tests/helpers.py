@@ -119,8 +119,7 @@ def write_bert_encoder(
 
 def write_deberta_encoder(directory: Path, hidden: int = 32, seed: int = 0) -> Path:
     """A random DeBERTa-v2 backbone with the tiny BERT WordPiece tokenizer (numerics only)."""
-    import torch
-    from transformers import BertTokenizerFast, DebertaV2Config, DebertaV2Model
+    from transformers import BertTokenizerFast
 
     directory = Path(directory)
     write_bert_encoder(directory, hidden=hidden, seed=seed)
@@ -128,9 +127,20 @@ def write_deberta_encoder(directory: Path, hidden: int = 32, seed: int = 0) -> P
         if (directory / f).exists():
             (directory / f).unlink()
     tok = BertTokenizerFast.from_pretrained(str(directory))
+    save_tiny_deberta(directory, len(tok), hidden, seed)
+    return directory
+
+
+def save_tiny_deberta(
+    directory: Path, vocab_size: int, hidden: int, seed: int, **extra: Any
+) -> None:
+    """A random 2-layer DeBERTa-v2 backbone (relative attention, as DeBERTa-v3) saved in ``directory``."""
+    import torch
+    from transformers import DebertaV2Config, DebertaV2Model
+
     torch.manual_seed(seed)
     config = DebertaV2Config(
-        vocab_size=len(tok),
+        vocab_size=vocab_size,
         hidden_size=hidden,
         num_hidden_layers=2,
         num_attention_heads=2,
@@ -140,9 +150,9 @@ def write_deberta_encoder(directory: Path, hidden: int = 32, seed: int = 0) -> P
         pos_att_type=["p2c", "c2p"],
         position_buckets=32,
         max_relative_positions=64,
+        **extra,
     )
-    DebertaV2Model(config).save_pretrained(directory)
-    return directory
+    DebertaV2Model(config).save_pretrained(str(directory))
 
 
 def write_reference_checkpoint(

@@ -21,7 +21,7 @@ RESUME_HELP = (
 )
 
 
-def _positive_int(value: str) -> int:
+def positive_int(value: str) -> int:
     try:
         number = int(value)
     except ValueError:
@@ -41,7 +41,7 @@ def _threshold(value: str) -> float:
     return number
 
 
-def _add_labels(parser: argparse.ArgumentParser, required: bool) -> None:
+def add_labels(parser: argparse.ArgumentParser, required: bool) -> None:
     group = parser.add_mutually_exclusive_group(required=required)
     group.add_argument("--labels", help="comma-separated labels, e.g. person,location")
     group.add_argument(
@@ -66,13 +66,13 @@ def _add_annotate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model", required=True, help="saved spaCy pipeline, GLiNER checkpoint dir or hub id"
     )
-    _add_labels(p, required=False)
+    add_labels(p, required=False)
     p.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         help="texts per batch (default 256) and windows per pass",
     )
-    p.add_argument("--n-process", type=_positive_int, default=1, help="processes (default 1)")
+    p.add_argument("--n-process", type=positive_int, default=1, help="processes (default 1)")
     p.add_argument("--device", help="torch device: cpu, cuda, cuda:1, ...")
     p.add_argument("--format", choices=("jsonl", "spacy"), help="default: from OUTPUT's suffix")
     p.add_argument("--text-key", default="text", help="text field of JSONL inputs (text)")
@@ -89,7 +89,7 @@ def _add_init(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("out_dir", help="pipeline directory to write")
     p.add_argument("--model", required=True, help="GLiNER checkpoint directory or hub id")
-    _add_labels(p, required=True)
+    add_labels(p, required=True)
     p.set_defaults(func=_init)
 
 

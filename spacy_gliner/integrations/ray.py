@@ -272,7 +272,7 @@ def build_parser() -> Any:
     spacy_gliner.integrations.ray``); its options are ``spacy-gliner annotate``'s where shared."""
     import argparse
 
-    from ..cli.main import _add_labels, _positive_int
+    from ..cli.main import add_labels, positive_int
 
     p = argparse.ArgumentParser(
         prog="spacy-gliner-ray",
@@ -283,10 +283,10 @@ def build_parser() -> Any:
     p.add_argument(
         "--model", required=True, help="saved spaCy pipeline, GLiNER checkpoint or hub id"
     )
-    _add_labels(p, required=False)
+    add_labels(p, required=False)
     p.add_argument("--text-key", default="text", help="text column (text)")
-    p.add_argument("--batch-size", type=_positive_int, default=64, help="rows per actor call (64)")
-    p.add_argument("--num-actors", type=_positive_int, default=2, help="actors (2)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="rows per actor call (64)")
+    p.add_argument("--num-actors", type=positive_int, default=2, help="actors (2)")
     p.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs per actor (1)")
     p.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs per actor (0)")
     p.add_argument("--device", help="torch device of each actor (default cuda with GPUs, else cpu)")
