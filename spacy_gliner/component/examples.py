@@ -8,7 +8,9 @@ from typing import Optional
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 
+from ..engine import LabelSet
 from ..training.step import Text
+from .doc_labels import doc_prompts
 from .docs import check_no_overlap, doc_words
 
 # ``doc.spans[UNANNOTATED_KEY]``: regions of a reference Doc whose entities are unknown. Spans
@@ -43,7 +45,31 @@ def example_text(
             spans.append((inner[0], inner[-1], prompt_of[span.label_]))
     if flat_ner and spans_key in ref.spans:
         check_no_overlap(spans, ref.text)
-    return Text(words, spans, unannotated_words(ref, token_index, spans_key))
+    configured = LabelSet(tuple(prompt_of), tuple(prompt_of.values()))
+    return Text(
+        words,
+        spans,
+        unannotated_words(ref, token_index, spans_key),
+        doc_prompts(ref, "gliner_labels", configured),
+        doc_prompts(ref, "gliner_negatives", configured),
+    )
+
+
+def training_texts(
+    examples: Sequence[Example],
+    labels: LabelSet,
+    spans_key: Optional[str],
+    flat_ner: bool,
+    skip_bad: bool,
+) -> list[Text]:
+    """The training texts of ``examples`` (those that cannot be trained on left out when
+    ``skip_bad``; otherwise they raise), with their own labels and negatives if they carry any."""
+    prompt_of = dict(zip(labels.names, labels.prompts))
+    if skip_bad:
+        examples = [
+            eg for eg in examples if example_problem(eg, prompt_of, spans_key, flat_ner) is None
+        ]
+    return [example_text(eg, prompt_of, spans_key, flat_ner) for eg in examples]
 
 
 def unannotated_words(doc: Doc, token_index: Sequence[int], spans_key: Optional[str]) -> list[bool]:

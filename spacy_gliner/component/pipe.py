@@ -18,10 +18,11 @@ from spacy.training import Example
 from spacy.util import minibatch
 from thinc.api import Model
 
-from ..engine import Engine, EngineOptions, WordsResult
+from ..engine import Engine, LabelSet, WordsResult
 from ..training.step import Rehearsal, Rows, make_rows, rehearse_step, train_step
+from .doc_labels import doc_label_set, group_by_label_set, register_doc_extensions
 from .docs import annotate, doc_words
-from .examples import check_examples, collect_labels, example_problem, example_text
+from .examples import check_examples, collect_labels, training_texts
 from .progress import Progress
 from .registry import make_gliner_scorer, make_span_loss
 from .settings import (
@@ -29,6 +30,8 @@ from .settings import (
     MODEL_DIR,
     RUNTIME_SETTINGS,
     TrainingSettings,
+    device_of,
+    engine_options,
     plain,
     validate,
 )
@@ -79,9 +82,7 @@ class GLiNERPipe(TrainablePipe):
         self._gliner: Any = None
         self._engine: Optional[Engine] = None
         self._train_progress = Progress("training steps")
-        for ext in ("gliner_windows", "gliner_label_groups"):
-            if not Doc.has_extension(ext):
-                Doc.set_extension(ext, default=None)
+        register_doc_extensions()
 
     # ---------------------------------------------------------------- settings
     def _validate(self) -> None:
@@ -144,35 +145,13 @@ class GLiNERPipe(TrainablePipe):
     def set_gliner(self, gliner: Any) -> None:
         """Use these weights (a ``spacy_gliner.GLiNER``), moved to the configured device; the
         settings that need the model (windows, dtype, label prompts) are checked now."""
-        gliner.to(self._device())
-        engine = gliner.engine(self._engine_options())
+        gliner.to(device_of(self.cfg))
+        engine = gliner.engine(engine_options(self.cfg))
         if self.label_set.names:
             engine.label_plan(self.label_set)
         self._gliner, self._engine = gliner, engine
         cast(GLiNERShim, self.model.shims[0]).set_model(gliner.model)
         self._rehearsal = Rehearsal(self.training.rehearsal_labels, self.training.rehearsal_weight)
-
-    def _device(self) -> Any:
-        import torch
-
-        if self.cfg["device"]:
-            return torch.device(self.cfg["device"])
-        from thinc.api import get_torch_default_device
-
-        return get_torch_default_device()
-
-    def _engine_options(self) -> EngineOptions:
-        import torch
-
-        dtypes = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
-        cfg = self.cfg
-        return EngineOptions(
-            batch_size=cfg["batch_size"],
-            window_overlap=cfg["window_overlap"],
-            window_words=cfg["window_words"],
-            max_labels_per_pass=cfg["max_labels_per_pass"],
-            dtype=dtypes[cfg["dtype"]],
-        )
 
     @property
     def engine(self) -> Engine:
@@ -181,7 +160,7 @@ class GLiNERPipe(TrainablePipe):
         if self._engine is None:
             with _LOCK:
                 if self._engine is None:
-                    self._engine = self.gliner.engine(self._engine_options())
+                    self._engine = self.gliner.engine(engine_options(self.cfg))
         return self._engine
 
     # ---------------------------------------------------------------- inference
@@ -203,23 +182,37 @@ class GLiNERPipe(TrainablePipe):
                 error_handler(self.name, self, docs, err)
 
     def predict(self, docs: Iterable[Doc]) -> list[WordsResult]:
+        """One result per Doc. Docs with their own labels (``doc._.gliner_labels``) run with
+        those; Docs that share a label set share encoder batches."""
         docs = list(docs)
-        if not self.label_set.names:
+        label_sets = [doc_label_set(doc, self.label_set) for doc in docs]
+        if any(not labels.names for labels in label_sets):
             raise ValueError(
-                f"The '{self.name}' component has no labels: set labels in its config."
+                f"The '{self.name}' component has no labels: set labels in its config (or "
+                "doc._.gliner_labels on each Doc)."
             )
         words, sentence_starts = zip(*(doc_words(doc) for doc in docs)) if docs else ((), ())
-        return self.engine(
-            [w for w, _ in words],
-            self.label_set,
-            thresholds=self.thresholds,
-            sentence_starts=sentence_starts,
-        )
+        results: list[Any] = [None] * len(docs)
+        for labels, index in group_by_label_set(label_sets):
+            found = self.engine(
+                [words[i][0] for i in index],
+                labels,
+                thresholds=self._thresholds_for(labels),
+                sentence_starts=[sentence_starts[i] for i in index],
+            )
+            for i, result in zip(index, found):
+                results[i] = result
+        return results
+
+    def _thresholds_for(self, labels: LabelSet) -> list[float]:
+        strict = labels == self.label_set
+        return per_label_thresholds(self.cfg["threshold"], labels.names, strict)
 
     def set_annotations(self, docs: Iterable[Doc], results: list[WordsResult]) -> None:
         cfg = self.cfg
         for doc, result in zip(docs, results):
-            annotate(doc, result, self.label_set.names, cfg["spans_key"], cfg["ents"],
+            names = doc_label_set(doc, self.label_set).names
+            annotate(doc, result, names, cfg["spans_key"], cfg["ents"],
                      cfg["flat_ner"], cfg["multi_label"])  # fmt: skip
 
     # ---------------------------------------------------------------- training
@@ -285,16 +278,10 @@ class GLiNERPipe(TrainablePipe):
 
     def _training_rows(self, examples: list[Example]) -> Rows:
         cfg, settings = self.gliner.config, self.training
-        prompt_of = dict(zip(self.label_set.names, self.label_set.prompts))
-        if settings.skip_bad_examples:
-            examples = [
-                eg for eg in examples
-                if example_problem(eg, prompt_of, self.cfg["spans_key"], self.cfg["flat_ner"]) is None
-            ]  # fmt: skip
-        texts = [
-            example_text(eg, prompt_of, self.cfg["spans_key"], self.cfg["flat_ner"])
-            for eg in examples
-        ]
+        texts = training_texts(
+            examples, self.label_set, self.cfg["spans_key"], self.cfg["flat_ner"],
+            settings.skip_bad_examples,
+        )  # fmt: skip
         ratio = settings.max_neg_type_ratio
         return make_rows(
             self.gliner, texts, self.label_set.prompts, settings.max_types or cfg.max_types,

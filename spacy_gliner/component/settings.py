@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Union
 
-from ..engine import LabelSet
+from ..engine import EngineOptions, LabelSet
 
 ENTS_MODES = ("overwrite", "merge", "none")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -152,10 +152,13 @@ def check_device(device: Optional[str], dtype: str) -> None:
         )
 
 
-def thresholds(threshold: Union[float, dict[str, float]], names: tuple[str, ...]) -> list[float]:
-    """One threshold per label from a number or ``{label: value, "default": value}``."""
+def thresholds(
+    threshold: Union[float, dict[str, float]], names: tuple[str, ...], strict: bool = True
+) -> list[float]:
+    """One threshold per label from a number or ``{label: value, "default": value}``; values for
+    labels not in ``names`` are an error when ``strict``, else ignored (a Doc's own labels)."""
     if isinstance(threshold, dict):
-        unknown = sorted(set(threshold) - set(names) - {"default"})
+        unknown = sorted(set(threshold) - set(names) - {"default"}) if strict else []
         if unknown:
             raise ValueError(
                 f"gliner: thresholds given for unknown labels {unknown}; labels are {list(names)}."
@@ -172,3 +175,28 @@ def thresholds(threshold: Union[float, dict[str, float]], names: tuple[str, ...]
                 f"gliner: threshold for {name!r} must be a number in [0, 1], got {value!r}."
             )
     return [float(values.get(name, values["default"])) for name in names]
+
+
+def device_of(cfg: dict[str, Any]) -> Any:
+    """The torch device of the ``device`` setting (thinc's default device when unset)."""
+    import torch
+
+    if cfg["device"]:
+        return torch.device(cfg["device"])
+    from thinc.api import get_torch_default_device
+
+    return get_torch_default_device()
+
+
+def engine_options(cfg: dict[str, Any]) -> EngineOptions:
+    """The engine options of the component's inference settings."""
+    import torch
+
+    dtypes = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    return EngineOptions(
+        batch_size=cfg["batch_size"],
+        window_overlap=cfg["window_overlap"],
+        window_words=cfg["window_words"],
+        max_labels_per_pass=cfg["max_labels_per_pass"],
+        dtype=dtypes[cfg["dtype"]],
+    )

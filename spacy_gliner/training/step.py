@@ -24,11 +24,16 @@ SHORT_TEXT_WORDS = 32  # texts up to this many words are never windowed
 
 class Text(NamedTuple):
     """One training text: words, gold (start, end inclusive, prompt) spans, and per word whether
-    its annotation is unknown (spans touching such words are left out of the loss)."""
+    its annotation is unknown (spans touching such words are left out of the loss).
+
+    ``labels``: the prompts of this text, used as they are (the reference's ``ner_labels``);
+    ``negatives``: its negative prompts instead of the in-batch sample (``ner_negatives``)."""
 
     words: list[str]
     spans: list[Span]
     unknown: Optional[list[bool]] = None
+    labels: Optional[list[str]] = None
+    negatives: Optional[list[str]] = None
 
 
 @dataclass
@@ -42,12 +47,15 @@ class Rows:
     unknown: list[Optional[list[bool]]]
 
 
-def window_rows(gliner: Any, texts: Sequence[Text], prompt_budget: int) -> tuple[list, list, list]:
-    """Cut long texts into windows sized like inference windows; spans follow their window."""
+def window_rows(
+    gliner: Any, texts: Sequence[Text], prompt_budget: int
+) -> tuple[list, list, list, list[int]]:
+    """Cut long texts into windows sized like inference windows; spans follow their window.
+    The last list holds the index of each row's text."""
     cfg = gliner.config
-    words_list, spans_list, unknown_list = [], [], []
-    for text in texts:
-        words, spans, unknown = Text(*text)
+    words_list, spans_list, unknown_list, origin = [], [], [], []
+    for i, text in enumerate(texts):
+        words, spans, unknown = Text(*text)[:3]
         windows: list[tuple[int, int]] = [(0, len(words))]
         if len(words) > SHORT_TEXT_WORDS:
             counts = gliner.prompts.word_token_counts(words)
@@ -58,7 +66,8 @@ def window_rows(gliner: Any, texts: Sequence[Text], prompt_budget: int) -> tuple
             inside = [(s - start, e - start, lab) for s, e, lab in spans if s >= start and e < end]
             spans_list.append(inside)
             unknown_list.append(unknown[start:end] if unknown is not None else None)
-    return words_list, spans_list, unknown_list
+            origin.append(i)
+    return words_list, spans_list, unknown_list, origin
 
 
 def prompt_budget(gliner: Any, prompts: Sequence[str], max_types: int) -> int:
@@ -80,10 +89,21 @@ def make_rows(
 ) -> Rows:
     """Windows of every text with sampled label sets (the reference collator's sampling)."""
     long_text = any(len(text[0]) > SHORT_TEXT_WORDS for text in texts)
-    budget = prompt_budget(gliner, prompts, max_types) if long_text else 0
-    words, spans, unknown = window_rows(gliner, texts, budget)
+    own = [p for t in texts for p in (Text(*t).labels or []) + (Text(*t).negatives or [])]
+    every = list(dict.fromkeys([*prompts, *own]))
+    budget = prompt_budget(gliner, every, max_types) if long_text else 0
+    words, spans, unknown, origin = window_rows(gliner, texts, budget)
     types = [[label for _, _, label in row] for row in spans]
-    label_sets = sample_label_sets(types, list(prompts), max_types, max_neg_type_ratio, rng)
+    given = [Text(*texts[i]) for i in origin]
+    label_sets = sample_label_sets(
+        types,
+        list(prompts),
+        max_types,
+        max_neg_type_ratio,
+        rng,
+        labels=[t.labels for t in given],
+        negatives=[t.negatives for t in given],
+    )
     keep = [i for i, w in enumerate(words) if w]
     return Rows(
         [words[i] for i in keep],
