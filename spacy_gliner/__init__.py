@@ -7,13 +7,21 @@
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["GLiNER", "GLiNERConfig", "GLiNERPipe", "__version__", "read_config"]
+__all__ = [
+    "GLiNER",
+    "GLiNERConfig",
+    "GLiNERPipe",
+    "__version__",
+    "read_config",
+    "register_doc_extensions",
+]
 
 _LAZY = {
     "GLiNER": ("gliner", "GLiNER"),
     "GLiNERConfig": ("model.config", "GLiNERConfig"),
     "GLiNERPipe": ("component.pipe", "GLiNERPipe"),
     "read_config": ("io.hub", "read_config"),
+    "register_doc_extensions": ("component.doc_labels", "register_doc_extensions"),
 }
 
 

@@ -4,9 +4,11 @@ import argparse
 import random
 from pathlib import Path
 
+import srsly
 from spacy.tokens import DocBin
 from spacy.vocab import Vocab
 
+from spacy_gliner import register_doc_extensions
 from spacy_gliner.data import prompt_labels, read_jsonl_docs
 
 
@@ -31,6 +33,13 @@ def load(data_dir: Path, name: str, split: str, vocab: Vocab, limit: int):
     )
 
 
+def dataset_labels(data_dir: Path, name: str) -> list[str]:
+    """Every label of a dataset, as prompt names."""
+    meta = srsly.read_json(data_dir / name / "meta.json")
+    names = meta.get("prompt_labels", {})
+    return sorted({names.get(label, label) for label in meta["labels"]})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("data_dir", type=Path)
@@ -44,20 +53,34 @@ def main() -> None:
     parser.add_argument(
         "--eval-limit", type=int, default=300, help="per evaluation set, demo recipe only"
     )
+    parser.add_argument(
+        "--dev-limit",
+        type=int,
+        default=100,
+        help="per training set in corpus/dev.spacy (spacy train's evaluation), demo recipe only",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     full = args.recipe == "full"
     vocab = Vocab()
+    register_doc_extensions()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     train, dev = [], []
     for name in filter(None, args.train_sets.split(",")):
-        train += load(args.data_dir, name, "train", vocab, 0 if full else args.train_limit)
-        dev += load(args.data_dir, name, "dev", vocab, 0 if full else max(1, args.eval_limit // 3))
+        docs = load(args.data_dir, name, "train", vocab, 0 if full else args.train_limit)
+        # Each sentence's negatives are its own dataset's other labels (the reference's
+        # ner_negatives): every step then contrasts e.g. person with location, not with labels
+        # of other domains. An unannotated mention of another dataset's type is no false negative.
+        negatives = dataset_labels(args.data_dir, name)
+        for doc in docs:
+            doc._.gliner_negatives = negatives
+        train += docs
+        dev += load(args.data_dir, name, "dev", vocab, 0 if full else args.dev_limit)
     if args.train_sets and not train:
         raise SystemExit("The training mixture is empty.")
     random.Random(args.seed).shuffle(train)
     if train:
-        DocBin(docs=train).to_disk(args.out_dir / "train.spacy")
+        DocBin(docs=train, store_user_data=True).to_disk(args.out_dir / "train.spacy")
         DocBin(docs=dev).to_disk(args.out_dir / "dev.spacy")
         print(f"train: {len(train)} docs, dev: {len(dev)} docs")
     for name in filter(None, args.eval_sets.split(",")):

@@ -29,7 +29,7 @@ if recipe == "demo":
     # The recipe of bench/bench_training.py's recipe B (see the README's training figures).
     cmd += [
         "--training.eval_frequency",
-        str(max(50, int(steps) // 2)),
+        str(steps),  # spacy train evaluates at step 0 and at the end only
         "--training.optimizer.learn_rate.warmup_steps",
         str(max(1, int(steps) // 20)),
         "--training.optimizer.learn_rate.initial_rate",
