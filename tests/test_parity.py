@@ -102,7 +102,10 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
         {"labels_encoder": "labels_bert", "subtoken_pooling": "mean", "num_rnn_layers": 2},
     ),
     # knowledgator gliner-bi-*-v2.0: ModernBERT text encoder, BERT labels encoder, both projected.
-    "bi_encoder_v2_modernbert": ("modernbert", {"labels_encoder": "labels_bert", "hidden_size": 48}),
+    "bi_encoder_v2_modernbert": (
+        "modernbert",
+        {"labels_encoder": "labels_bert", "hidden_size": 48},
+    ),
     "uni_fusion": ("bert", {"post_fusion_schema": "l2l-l2t-t2t"}),
     "deberta": ("deberta", {}),
     "deberta_spm": ("deberta_spm", {}),
