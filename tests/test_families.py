@@ -9,11 +9,13 @@ file covers saving, loading, training and dispatch.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import helpers
@@ -117,8 +119,14 @@ def test_v2_checkpoint_is_modernbert_text_and_bert_labels(reference_checkpoint):
     assert type(layer.bert_layer.model).__name__ == "ModernBertModel"
     assert type(layer.labels_encoder.model).__name__ == "BertModel"
     assert ours.config.is_bi_encoder and ours.labels_tokenizer is not None
-    # rotary positions: the window is the encoder's max_position_embeddings (and tokenizer limit)
-    assert max_sequence_tokens(ours.tokenizer, layer.bert_layer.model.config) == 512
+    # rotary positions: the window is the tokenizer limit, capped at max_position_embeddings
+    text_config = layer.bert_layer.model.config
+    assert max_sequence_tokens(ours.tokenizer, text_config) == 512
+    unlimited = SimpleNamespace(model_max_length=int(1e30))  # a tokenizer that names no limit
+    assert max_sequence_tokens(unlimited, text_config) == text_config.max_position_embeddings
+    text_config = copy.copy(text_config)
+    text_config.max_position_embeddings = 256
+    assert max_sequence_tokens(ours.tokenizer, text_config) == 256
 
 
 def test_v2_nlp_to_disk_spacy_load_offline(private_v2, tmp_path, monkeypatch):
@@ -149,6 +157,21 @@ def test_v2_save_pretrained_loads_in_reference(reference_checkpoint, tmp_path):
     ref_sd, our_sd = ref.model.state_dict(), ours.model.state_dict()
     assert set(ref_sd) == set(our_sd)
     assert all(torch.equal(ref_sd[k], our_sd[k]) for k in our_sd)
+
+
+def test_v2_checkpoint_without_stored_encoder_configs_or_labels_tokenizer(
+    reference_checkpoint, tmp_path
+):
+    """A checkpoint that stores neither encoder config nor the labels tokenizer takes them from
+    model_name / labels_encoder, as the reference does: the same scores."""
+    ckpt = Path(shutil.copytree(reference_checkpoint(encoder="modernbert", **V2), tmp_path / "c"))
+    shutil.rmtree(ckpt / "labels_tokenizer")
+    config = json.loads((ckpt / "gliner_config.json").read_text())
+    config.update(encoder_config=None, labels_encoder_config=None)
+    (ckpt / "gliner_config.json").write_text(json.dumps(config))
+    ours = GLiNER.from_pretrained(ckpt)
+    assert type(ours.model.token_rep_layer.bert_layer.model).__name__ == "ModernBertModel"
+    _close(_ref_probs(_load_ref(ckpt)), _probs(ours))
 
 
 def test_fresh_v2_model_created_by_us_scores_the_same_in_reference(
