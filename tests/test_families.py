@@ -29,8 +29,9 @@ import spacy  # noqa: E402
 from gliner import config as ref_config  # noqa: E402
 from spacy.tokens import Doc  # noqa: E402
 
-from spacy_gliner import GLiNER, GLiNERConfig  # noqa: E402
+from spacy_gliner import GLiNER, GLiNERConfig, read_config  # noqa: E402
 from spacy_gliner.engine import Engine, EngineOptions  # noqa: E402
+from spacy_gliner.io import CheckpointError  # noqa: E402
 from spacy_gliner.io.tokenizers import max_sequence_tokens  # noqa: E402
 from spacy_gliner.model.families import (  # noqa: E402
     FAMILIES,
@@ -318,6 +319,15 @@ def test_unsupported_architecture_fails_at_load(name, tmp_path, bert_dir):
         nlp.initialize()
     with pytest.raises(UnsupportedArchitecture, match=match):
         nlp("Barack Obama visited Paris .")
+    # a GLiNERConfig read from it keeps what makes it unsupported: no model is created from it
+    try:
+        config = read_config(directory)
+    except CheckpointError:  # a GLiNERConfig that refuses span_mode "token_level" altogether
+        assert name.endswith("token")
+        return
+    assert architecture_of(config.to_dict()) == arch
+    with pytest.raises(UnsupportedArchitecture, match=match):
+        GLiNER(config, pretrained_encoder=False)
 
 
 def test_streaming_error_explains_why(tmp_path, bert_dir):

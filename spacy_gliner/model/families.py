@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import nn
 
-from .config import GLiNERConfig
+from .config import STREAMING_MODEL_TYPE, GLiNERConfig
 
 
 class UnsupportedArchitecture(ValueError):
@@ -36,7 +36,7 @@ def architecture_of(data: Mapping[str, Any]) -> str:
     order (a field counts when it is present and not null, as the reference tests it)."""
     token = data.get("span_mode") == "token_level"
     level = "token-level" if token else "span-level"
-    if data.get("model_type") == "gliner_streaming_span":
+    if data.get("model_type") == STREAMING_MODEL_TYPE:
         return "streaming span-level"
     if data.get("relations_layer") is not None:
         return f"{level} relation extraction"
