@@ -13,6 +13,7 @@ from helpers import (
     save_tiny_deberta,
     write_bert_encoder,
     write_deberta_encoder,
+    write_modernbert_encoder,
     write_reference_checkpoint,
 )
 
@@ -96,13 +97,24 @@ def deberta_spm_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def modernbert_dir(tmp_path_factory) -> Path:
+    """Tiny random ModernBERT: the text encoder of the gliner-bi-*-v2.0 checkpoints."""
+    return write_modernbert_encoder(tmp_path_factory.mktemp("modernbert") / "enc")
+
+
+@pytest.fixture(scope="session")
 def reference_checkpoint(
-    tmp_path_factory, bert_dir, labels_bert_dir, deberta_dir, deberta_spm_dir
+    tmp_path_factory, bert_dir, labels_bert_dir, deberta_dir, deberta_spm_dir, modernbert_dir
 ) -> Callable[..., Path]:
     """``reference_checkpoint(encoder="bert", **gliner_config)``: a checkpoint saved by the reference
     package, built once per distinct configuration for the whole session."""
     pytest.importorskip("gliner")
-    encoders = {"bert": bert_dir, "deberta": deberta_dir, "deberta_spm": deberta_spm_dir}
+    encoders = {
+        "bert": bert_dir,
+        "deberta": deberta_dir,
+        "deberta_spm": deberta_spm_dir,
+        "modernbert": modernbert_dir,
+    }
     cache: dict[str, Path] = {}
 
     def build(encoder: str = "bert", seed: int = 0, **config: Any) -> Path:

@@ -155,6 +155,66 @@ def save_tiny_deberta(
     DebertaV2Model(config).save_pretrained(str(directory))
 
 
+def write_modernbert_encoder(directory: Path, hidden: int = 32, seed: int = 0) -> Path:
+    """A random 3-layer ModernBERT (rotary positions, alternating global / 8-token local
+    attention) with a byte-level BPE tokenizer trained offline, built like the published one:
+    ``PreTrainedTokenizerFast``, ``[CLS] $A [SEP]``, no ``token_type_ids``, no bos / eos."""
+    import random
+
+    import torch
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers.trainers import BpeTrainer
+    from transformers import ModernBertConfig, ModernBertModel, PreTrainedTokenizerFast
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    vocab = WORDS + [w.capitalize() for w in WORDS] + ["1999", "2009", "e-mail", ",", ".", "!"]
+    corpus = [" ".join(rng.choice(vocab) for _ in range(12)) for _ in range(500)]
+    specials = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]
+    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = BpeTrainer(
+        vocab_size=300, special_tokens=specials, initial_alphabet=alphabet, show_progress=False
+    )
+    tok.train_from_iterator(corpus, trainer)
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        **{f"{name}_token": f"[{name.upper()}]" for name in ("unk", "cls", "sep", "pad", "mask")},
+        model_max_length=512,
+        model_input_names=["input_ids", "attention_mask"],
+    )
+    fast.save_pretrained(str(directory))
+    torch.manual_seed(seed)
+    config = ModernBertConfig(
+        vocab_size=len(fast),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        max_position_embeddings=512,
+        global_attn_every_n_layers=2,
+        local_attention=8,
+        initializer_range=0.3,  # sharp attention: rotary positions separate repeated words
+        pad_token_id=fast.pad_token_id,
+        cls_token_id=cls,
+        sep_token_id=sep,
+        bos_token_id=cls,
+        eos_token_id=sep,
+    )
+    ModernBertModel(config).save_pretrained(str(directory))
+    return directory
+
+
 def write_reference_checkpoint(
     encoder_dir: Path, out_dir: Path, seed: int = 0, **config: Any
 ) -> Path:

@@ -101,6 +101,11 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
         "bert",
         {"labels_encoder": "labels_bert", "subtoken_pooling": "mean", "num_rnn_layers": 2},
     ),
+    # knowledgator gliner-bi-*-v2.0: ModernBERT text encoder, BERT labels encoder, both projected.
+    "bi_encoder_v2_modernbert": (
+        "modernbert",
+        {"labels_encoder": "labels_bert", "hidden_size": 48},
+    ),
     "uni_fusion": ("bert", {"post_fusion_schema": "l2l-l2t-t2t"}),
     "deberta": ("deberta", {}),
     "deberta_spm": ("deberta_spm", {}),
@@ -224,6 +229,8 @@ def test_checkpoint_is_what_the_config_says(pair):
     assert any("layers_fuser" in k for k in keys) == cfg.fuse_layers
     if pair.name.startswith("deberta"):
         assert type(pair.ours.model.token_rep_layer.bert_layer.model).__name__ == "DebertaV2Model"
+    if pair.name.endswith("modernbert"):
+        assert type(pair.ours.model.token_rep_layer.bert_layer.model).__name__ == "ModernBertModel"
 
 
 def test_span_probabilities_one_text_per_batch(pair):

@@ -70,8 +70,10 @@ def check_special_tokens(tokenizer: Any, config: GLiNERConfig, source: str) -> N
 
 
 def max_sequence_tokens(tokenizer: Any, encoder_config: Any) -> int:
-    """The encoder's sub-token window: the tokenizer limit, capped by absolute position
-    embeddings (512 when neither says)."""
+    """The encoder's sub-token window: the tokenizer limit, capped by ``max_position_embeddings``
+    unless the config names relative positions (absolute embeddings have no more rows; rotary
+    encoders such as ModernBERT, whose configs name no kind, were trained up to it). 512 when
+    neither says."""
     limit = int(tokenizer.model_max_length)
     limits = [limit] if limit < 1_000_000 else []
     positions = getattr(encoder_config, "max_position_embeddings", None)

@@ -10,6 +10,8 @@ from typing import Any, Optional, Union
 
 CONFIG_FILE = "gliner_config.json"
 SUBTOKEN_POOLING = ("first", "last", "mean", "max")
+# The reference dispatches on this saved model_type (and on fields only, for every other one).
+STREAMING_MODEL_TYPE = "gliner_streaming_span"
 # Fields the reference writes but that our span model does not use; kept so they round-trip.
 _PASSTHROUGH_DEFAULTS: dict[str, Any] = {
     "span_encoder_config": None,
@@ -149,7 +151,7 @@ class GLiNERConfig:
                 f"A GLiNER configuration must be a JSON object, got {type(data).__name__}."
             )
         data = copy.deepcopy(dict(data))
-        data.pop("model_type", None)
+        model_type = data.pop("model_type", None)
         known = {f.name for f in fields(cls)} - {"extra"}
         if "num_rnn_layers" not in data and "has_rnn" in data:
             # gliner <= 0.2.22 wrote a boolean; 0.2.23+ ignores it, we honour it.
@@ -166,6 +168,8 @@ class GLiNERConfig:
                     )
                 data[key] = value.to_dict()
         extra = {k: v for k, v in data.items() if k not in known}
+        if model_type == STREAMING_MODEL_TYPE:  # the one saved model_type the reference obeys
+            extra["model_type"] = model_type
         kwargs = {k: v for k, v in data.items() if k in known}
         return cls(**kwargs, extra=extra)
 
@@ -177,7 +181,7 @@ class GLiNERConfig:
         out = dict(_PASSTHROUGH_DEFAULTS)
         out.update(extra)
         out.update(data)
-        out["model_type"] = None
+        out["model_type"] = extra.get("model_type")  # None unless streaming (see from_dict)
         return out
 
     @classmethod

@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import nn
 
-from .config import GLiNERConfig
+from .config import STREAMING_MODEL_TYPE, GLiNERConfig
 
 
 class UnsupportedArchitecture(ValueError):
@@ -32,16 +32,17 @@ class Family:
 
 
 def architecture_of(data: Mapping[str, Any]) -> str:
-    """The architecture a ``gliner_config.json`` dict describes, in the reference's order."""
+    """The architecture a ``gliner_config.json`` dict describes: the reference's choice, in its
+    order (a field counts when it is present and not null, as the reference tests it)."""
     token = data.get("span_mode") == "token_level"
     level = "token-level" if token else "span-level"
-    if data.get("model_type") == "gliner_streaming_span":
+    if data.get("model_type") == STREAMING_MODEL_TYPE:
         return "streaming span-level"
-    if data.get("relations_layer"):
+    if data.get("relations_layer") is not None:
         return f"{level} relation extraction"
-    if data.get("labels_decoder"):
+    if data.get("labels_decoder") is not None:
         return f"{level} label decoder"
-    if data.get("labels_encoder"):
+    if data.get("labels_encoder") is not None:
         return f"{level} bi-encoder"
     return f"{level} uni-encoder"
 
@@ -58,17 +59,37 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+# Why an architecture is not built (one sentence, ending the error), by the end of its name.
+NOT_BUILT = {
+    "streaming span-level": (
+        "Streaming span models are a different network: a causal decoder (GPT-2 / Llama style) "
+        "reads the label prompt and the text in one pass, a separate context encoder turns the "
+        "decoder's label-token states into label vectors, and inference keeps a key-value cache "
+        "across calls, so none of spacy-gliner's encoder, prompt or batching code applies."
+    ),
+    "relation extraction": (
+        "Relation-extraction models (relations_layer set) add relation prompts, layers and "
+        "outputs that spacy-gliner does not implement."
+    ),
+    "label decoder": (
+        "Label-decoder models (labels_decoder set) generate entity type names with a second, "
+        "generative model that spacy-gliner does not implement."
+    ),
+}
+
+
 def family_of(data: Mapping[str, Any]) -> Family:
     """The family that builds this configuration; ``UnsupportedArchitecture`` naming it if none."""
     arch = architecture_of(data)
     family = FAMILIES.get(arch)
     if family is None:
         supported = ", ".join(FAMILIES)
+        why = next((text for end, text in NOT_BUILT.items() if arch.endswith(end)), "")
         raise UnsupportedArchitecture(
             f"This checkpoint is a {arch} GLiNER model (from its gliner_config.json: model_type "
             f"{data.get('model_type')!r}, span_mode {data.get('span_mode')!r}, relations_layer "
             f"{data.get('relations_layer')!r}, labels_decoder {data.get('labels_decoder')!r}). "
-            f"spacy-gliner builds: {supported}. Use a span-level checkpoint."
+            f"spacy-gliner builds: {supported}; load a checkpoint of one of those. {why}".rstrip()
         )
     return family
 
