@@ -6,7 +6,11 @@ the checkpoint's fields, in this order: ``model_type == "gliner_streaming_span"`
 The fields decide, never the saved ``model_type`` alone (the reference's own legacy resolver can
 write a wrong one). A family plugs in here: a builder from (config, text encoder, labels encoder)
 to an ``nn.Module`` whose ``forward`` returns ``(logits, word_mask, label_mask)``, plus the name of
-the output kind the engine decodes (``"span"``: logits ``[B, W, K, C]``).
+the output kind the engine decodes (``"span"``: logits ``[B, W, K, C]``; ``"token"``: logits
+``[B, W, C, 3]``, per word and label the start, end and inside logits).
+
+Token-level checkpoints with ``represent_spans`` (an extra span classifier whose scores replace the
+start/end/inside decoding in the reference) are a separate architecture, not built here.
 """
 
 from __future__ import annotations
@@ -41,9 +45,10 @@ def architecture_of(data: Mapping[str, Any]) -> str:
         return f"{level} relation extraction"
     if data.get("labels_decoder"):
         return f"{level} label decoder"
-    if data.get("labels_encoder"):
-        return f"{level} bi-encoder"
-    return f"{level} uni-encoder"
+    encoders = "bi-encoder" if data.get("labels_encoder") else "uni-encoder"
+    if token and data.get("represent_spans"):
+        return f"{level} {encoders} with span representations (represent_spans)"
+    return f"{level} {encoders}"
 
 
 def _span_model(config: GLiNERConfig, text: nn.Module, labels: nn.Module | None) -> nn.Module:
@@ -52,9 +57,17 @@ def _span_model(config: GLiNERConfig, text: nn.Module, labels: nn.Module | None)
     return GLiNERModel(config, text, labels)
 
 
+def _token_model(config: GLiNERConfig, text: nn.Module, labels: nn.Module | None) -> nn.Module:
+    from .token_model import TokenModel
+
+    return TokenModel(config, text, labels)
+
+
 FAMILIES: dict[str, Family] = {
     "span-level uni-encoder": Family("span-level uni-encoder", "span", _span_model),
     "span-level bi-encoder": Family("span-level bi-encoder", "span", _span_model),
+    "token-level uni-encoder": Family("token-level uni-encoder", "token", _token_model),
+    "token-level bi-encoder": Family("token-level bi-encoder", "token", _token_model),
 }
 
 
@@ -68,7 +81,7 @@ def family_of(data: Mapping[str, Any]) -> Family:
             f"This checkpoint is a {arch} GLiNER model (from its gliner_config.json: model_type "
             f"{data.get('model_type')!r}, span_mode {data.get('span_mode')!r}, relations_layer "
             f"{data.get('relations_layer')!r}, labels_decoder {data.get('labels_decoder')!r}). "
-            f"spacy-gliner builds: {supported}. Use a span-level checkpoint."
+            f"spacy-gliner builds: {supported}. Use a checkpoint of one of these."
         )
     return family
 
