@@ -257,3 +257,51 @@ def test_label_groups_and_per_label_thresholds(pair):
         expected |= {x for x in _candidates(Engine(pair.ours), words, four, t) if x[2] == name}
     assert len({x[2] for x in got}) >= 2
     _close_sets(got, expected, pair.name)
+
+
+@pytest.mark.parametrize("flat_ner,multi_label", [(True, False), (False, False), (True, True)])
+def test_span_forming_and_ties_match_the_reference_decoder(flat_ner, multi_label):
+    """Synthetic logits from a few values (many equal span scores, probabilities equal to the
+    threshold): our span forming and greedy decoding give the reference ``TokenDecoder``'s spans
+    in its order, with its tie-breaking ((start, label, end) enumeration)."""
+    import torch
+    from gliner.decoding.decoder import TokenDecoder
+
+    from spacy_gliner.engine.batches import Task
+    from spacy_gliner.engine.score import collect_results
+    from spacy_gliner.engine.token_spans import token_candidates
+    from spacy_gliner.engine.windows import Window
+    from spacy_gliner.io.tokenizers import TextTokens
+
+    gen = torch.Generator().manual_seed(3)
+    levels = torch.tensor([-2.0, 0.0, 0.5, 1.0, 3.0])  # sigmoid(0) == 0.5 == the threshold
+    num_words, classes, threshold = 9, 3, 0.5
+    decoder = TokenDecoder(None)
+    id_to_classes = {c + 1: f"label{c}" for c in range(classes)}
+    for trial in range(30):
+        logits = levels[torch.randint(0, len(levels), (1, num_words, classes, 3), generator=gen)]
+        words = [f"w{i}" for i in range(num_words)]
+        ref = decoder.decode(
+            [words],
+            id_to_classes,
+            logits,
+            flat_ner=flat_ner,
+            threshold=threshold,
+            multi_label=multi_label,
+        )[0]
+        tokens = [TextTokens(np.zeros(num_words, np.int64), np.arange(num_words + 1))]
+        found = token_candidates(
+            torch.sigmoid(logits),
+            [Task(0, 0, 0, num_words)],
+            [[Window(0, num_words)]],
+            tokens,
+            np.arange(classes)[None, :],
+            np.full((1, classes), threshold),
+        )
+        result = collect_results(
+            [[Window(0, num_words)]], [num_words], [found], np.zeros(1, np.int64), 1, 4, "token"
+        )[0]
+        ours = result.decode(flat_ner, multi_label)
+        expected = [(s.start, s.end, s.class_index, s.score) for s in ref]
+        assert [x[:3] for x in ours] == [x[:3] for x in expected], trial
+        np.testing.assert_allclose([x[3] for x in ours], [x[3] for x in expected], rtol=0, atol=0)
