@@ -305,3 +305,22 @@ def test_span_forming_and_ties_match_the_reference_decoder(flat_ner, multi_label
         expected = [(s.start, s.end, s.class_index, s.score) for s in ref]
         assert [x[:3] for x in ours] == [x[:3] for x in expected], trial
         np.testing.assert_allclose([x[3] for x in ours], [x[3] for x in expected], rtol=0, atol=0)
+
+
+def test_new_token_model_saved_by_us_loads_in_the_reference(bert_dir, tmp_path):
+    """A token-level model created by spacy-gliner (fresh heads) and saved with
+    ``save_pretrained`` is a token-level model for the reference, with the same probabilities."""
+    from spacy_gliner import GLiNERConfig
+
+    config = GLiNERConfig(
+        model_name=str(bert_dir), span_mode="token_level", hidden_size=32, dropout=0.0
+    )
+    ours = GLiNER(config)
+    ours.save_pretrained(tmp_path / "ckpt")
+    ref = ref_gliner.GLiNER.from_pretrained(str(tmp_path / "ckpt"), local_files_only=True)
+    ref.eval()
+    assert type(ref.model).__name__ == "UniEncoderTokenModel"
+    texts = SENTENCES[:4]
+    mine = Engine(ours).span_probabilities([_words(t) for t in texts], [LABELS] * len(texts))
+    for text, r, o in zip(texts, _ref_probs(ref, texts, LABELS), mine):
+        _assert_close(r, o, f"saved by us: {text!r}")
