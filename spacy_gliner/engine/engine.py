@@ -7,8 +7,9 @@ bi-encoder label vectors) whose entries are pure functions of their keys.
 
 A call: tokenize every text once -> plan windows (``windows.plan_windows``) and label groups ->
 sort the (window, label group) tasks by length into padded batches -> per batch, assemble the
-encoder input from the cached ids, run the model without autograd, keep the cells above
-threshold that the window owns -> per text, one array of candidates in enumeration order.
+encoder input from the cached ids, run the model without autograd, keep the candidates above
+threshold that the window owns (span cells; for token-level models, the spans formed from start /
+end / inside scores: ``token_spans.py``) -> per text, one array of candidates in enumeration order.
 """
 
 from __future__ import annotations
