@@ -216,9 +216,10 @@ def write_modernbert_encoder(directory: Path, hidden: int = 32, seed: int = 0) -
 
 
 def write_reference_checkpoint(
-    encoder_dir: Path, out_dir: Path, seed: int = 0, **config: Any
+    encoder_dir: Path, out_dir: Path, seed: int = 0, head_scale: float = 0.05, **config: Any
 ) -> Path:
-    """Create a GLiNER model with the reference package and save it (random heads)."""
+    """Create a GLiNER model with the reference package and save it (random heads, perturbed by
+    Gaussian noise of standard deviation ``head_scale``)."""
     import torch
     from gliner import GLiNER as RefGLiNER
     from gliner import GLiNERConfig as RefConfig
@@ -229,12 +230,12 @@ def write_reference_checkpoint(
     model = RefGLiNER.from_config(
         RefConfig(model_name=str(encoder_dir), **settings), backbone_from_pretrained=True
     )
-    _perturb_heads(model.model, seed)
+    _perturb_heads(model.model, seed, head_scale)
     model.save_pretrained(str(out_dir))
     return Path(out_dir)
 
 
-def _perturb_heads(model, seed: int) -> None:
+def _perturb_heads(model, seed: int, scale: float) -> None:
     """Random heads give near-zero logits; widen them so decoding selects real spans."""
     import torch
 
@@ -242,7 +243,7 @@ def _perturb_heads(model, seed: int) -> None:
     with torch.no_grad():
         for name, p in model.named_parameters():
             if not name.startswith("token_rep_layer.bert_layer.model"):
-                p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+                p.add_(torch.randn(p.shape, generator=gen) * scale)
 
 
 def make_examples(nlp, data):

@@ -474,7 +474,7 @@ def test_config_hidden_size_disagrees_with_weights(default_checkpoint, tmp_path)
     "changes,match",
     [
         ({"span_mode": "markerV9"}, "Unknown span_mode"),
-        ({"span_mode": "token_level"}, "token_level"),
+        ({"span_mode": "token_level"}, r"missing \['scorer\."),  # a span model's weights
         ({"post_fusion_schema": "l2l-x2y"}, "Unknown post_fusion_schema"),
         ({"subtoken_pooling": "median"}, "Unknown subtoken_pooling"),
         ({"max_width": 0}, "max_width"),

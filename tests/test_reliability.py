@@ -4,6 +4,7 @@ called on a string, partial training annotations, unsupported architectures, the
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -70,17 +71,23 @@ def test_component_called_on_a_string_is_a_clear_error(default_checkpoint):
 
 def test_unsupported_architecture_is_named(default_checkpoint, tmp_path):
     for changes, name in [
-        ({"span_mode": "token_level"}, "token-level uni-encoder"),
+        (
+            {"span_mode": "token_level", "represent_spans": True},
+            r"token-level uni-encoder with span representations \(represent_spans\)",
+        ),
+        ({"span_mode": "token_level", "relations_layer": "biaffine"}, "token-level relation"),
         ({"relations_layer": "biaffine"}, "span-level relation extraction"),
         ({"labels_decoder": "gpt2"}, "span-level label decoder"),
         ({"model_type": "gliner_streaming_span"}, "streaming span-level"),
     ]:
-        ckpt = Path(shutil.copytree(default_checkpoint, tmp_path / name.replace(" ", "_")))
+        ckpt = Path(shutil.copytree(default_checkpoint, tmp_path / re.sub(r"\W+", "_", name)))
         config = json.loads((ckpt / "gliner_config.json").read_text())
         config.update(changes)
         (ckpt / "gliner_config.json").write_text(json.dumps(config))
-        with pytest.raises(UnsupportedArchitecture, match=name):
+        with pytest.raises(UnsupportedArchitecture, match=name) as info:
             GLiNER.from_pretrained(ckpt)
+        built = str(info.value).split("spacy-gliner builds:")[1]
+        assert "token-level uni-encoder" in built and "token-level bi-encoder" in built
 
 
 def test_missing_iob_and_unannotated_regions_are_left_out_of_the_loss():

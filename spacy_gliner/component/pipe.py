@@ -46,7 +46,8 @@ LabelsArg = Union[Sequence[str], dict[str, str]]
 
 class GLiNERPipe(TrainablePipe):
     """Zero-shot span NER: each label's prompt is scored against every span of up to
-    ``max_width`` words. ``settings`` are the inference settings (``INFERENCE_DEFAULTS`` fill
+    ``max_width`` words (token-level models: spans of any width formed from per-word start / end /
+    inside scores). ``settings`` are the inference settings (``INFERENCE_DEFAULTS`` fill
     what is missing); every one that needs no model is validated here, the rest when the model
     loads (``initialize``, ``from_disk`` or first use)."""
 

@@ -7,8 +7,9 @@ bi-encoder label vectors) whose entries are pure functions of their keys.
 
 A call: tokenize every text once -> plan windows (``windows.plan_windows``) and label groups ->
 sort the (window, label group) tasks by length into padded batches -> per batch, assemble the
-encoder input from the cached ids, run the model without autograd, keep the cells above
-threshold that the window owns -> per text, one array of candidates in enumeration order.
+encoder input from the cached ids, run the model without autograd, keep the candidates above
+threshold that the window owns (span cells; for token-level models, the spans formed from start /
+end / inside scores: ``token_spans.py``) -> per text, one array of candidates in enumeration order.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ import numpy as np
 import torch
 
 from ..io.tokenizers import Row, TextTokens, max_sequence_tokens
+from ..model.families import family_of
 from ..model.marker_scores import Workspace
 from .batches import Task, make_batches, make_tasks, plan_text_windows, threshold_table
 from .label_vectors import LabelVectors, pad_rows
 from .labels import LabelPlan, LabelSet, check_prompt_text, group_table, plan_label_groups
 from .results import WordsResult
-from .score import collect_results, owned_candidates
+from .score import candidates_function, collect_results
 from .windows import Window
 
 logger = logging.getLogger("spacy_gliner")
@@ -96,6 +98,9 @@ class Engine:
         self.options = options
         self.max_width = cfg.max_width
         self.is_bi_encoder = bool(cfg.is_bi_encoder)
+        # "span" ([B, W, K, C] logits) or "token" ([B, W, C, 3]): how a batch becomes candidates.
+        self.output = family_of(cfg.to_dict()).output
+        self._candidates = candidates_function(self.output, cfg.max_width)
         self.batch_size = _positive("batch_size", options.batch_size)
         overlap = options.window_overlap
         self.overlap = max(
@@ -203,6 +208,7 @@ class Engine:
             truncated,
             len(plan.groups),
             self.max_width,
+            self.output,
         )
 
     def _run_tasks(self, call: _Call, tasks: list[Task]) -> tuple[list, np.ndarray]:
@@ -245,14 +251,8 @@ class Engine:
             truncated[task.text] += n
         groups = [call.plan.groups[t.group] for t in batch]
         probs = self._probabilities(inputs, groups, call.labels, call.workspace)
-        return owned_candidates(
-            probs,
-            batch,
-            call.windows,
-            call.tokens,
-            call.plan.table,
-            call.thresholds,
-            self.max_width,
+        return self._candidates(
+            probs, batch, call.windows, call.tokens, call.plan.table, call.thresholds
         )
 
     def _row(self, call: _Call, task: Task) -> Row:
@@ -268,7 +268,8 @@ class Engine:
         labels: LabelSet,
         workspace: Optional[Workspace] = None,
     ) -> torch.Tensor:
-        """Sigmoid scores ``[B, W, K, C]`` (float32) for one batch of encoder inputs."""
+        """Sigmoid scores (float32) of one batch of encoder inputs: ``[B, W, K, C]`` (span
+        models) or ``[B, W, C, 3]`` (token models)."""
         device = self.gliner.device
         inputs = {k: v.to(device) for k, v in inputs.items()}
         if self.label_vectors is not None:
@@ -289,8 +290,9 @@ class Engine:
     def span_probabilities(
         self, word_lists: Sequence[Sequence[str]], label_lists: Sequence[Sequence[str]]
     ) -> list[np.ndarray]:
-        """Probabilities ``[n_words, K, C]`` of each (words, labels) pair, all in one batch with no
-        windows: the reference's ``run_batch`` view (used by parity tests and benchmarks)."""
+        """Probabilities of each (words, labels) pair, all in one batch with no windows: the
+        reference's ``run_batch`` view (used by parity tests and benchmarks). Span models:
+        ``[n_words, K, C]``; token models: ``[n_words, C, 3]`` (start, end, inside)."""
         gliner = self.gliner
         device = gliner.device
         inputs = {
@@ -306,8 +308,10 @@ class Engine:
         ):
             logits, _, _ = gliner.model(**inputs)
         probs = torch.sigmoid(logits.float()).cpu().numpy()
-        pairs = zip(word_lists, label_lists)
-        return [probs[i, : len(w), :, : len(lab)] for i, (w, lab) in enumerate(pairs)]
+        pairs = enumerate(zip(word_lists, label_lists))
+        if self.output == "token":
+            return [probs[i, : len(w), : len(lab)] for i, (w, lab) in pairs]
+        return [probs[i, : len(w), :, : len(lab)] for i, (w, lab) in pairs]
 
 
 def _workspace(

@@ -15,11 +15,13 @@ class WordsResult:
     """Scored candidate spans of one text and how the text was run.
 
     Candidates are the cells above their label's threshold, one score per (start, end, label)
-    (from the window that owns the cell), held as arrays in the reference's enumeration order
-    (start, end, label). ``num_windows`` / ``num_label_groups`` say how the text was split;
-    ``unscored_spans`` counts spans of up to ``max_width`` words that no window could hold and
-    ``truncated_words`` the words that fell past the encoder's sub-token limit (both 0 unless the
-    sub-token budget is tiny or a single word is longer than the encoder window). Immutable.
+    (from the window that owns the cell), held as arrays in the reference decoder's enumeration
+    order: (start, end, label) for span models, (start, label, end) for token-level models (whose
+    candidates are the spans formed from start / end / inside scores, ``token_spans.py``).
+    ``num_windows`` / ``num_label_groups`` say how the text was split; ``unscored_spans`` counts
+    spans of up to ``max_width`` words that no window could hold and ``truncated_words`` the
+    words that fell past the encoder's sub-token limit (both 0 unless the sub-token budget is
+    tiny or a single word is longer than the encoder window). Immutable.
     """
 
     def __init__(

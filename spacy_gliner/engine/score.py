@@ -1,9 +1,10 @@
-"""From a batch's span probabilities to owned candidates, and from candidates to results."""
+"""From a batch's probabilities to owned candidates, and from candidates to results."""
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -11,6 +12,7 @@ import torch
 from ..io.tokenizers import TextTokens
 from .batches import Task
 from .results import WordsResult
+from .token_spans import token_candidates
 from .windows import Window, owned_cells, unscored_spans
 
 logger = logging.getLogger("spacy_gliner")
@@ -18,6 +20,18 @@ logger = logging.getLogger("spacy_gliner")
 Found = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 _EMPTY_I = np.zeros(0, dtype=np.int64)
 _EMPTY_F = np.zeros(0, dtype=np.float32)
+# (probs, batch, windows, tokens, label table, thresholds) -> owned candidates above threshold
+Candidates = Callable[
+    [
+        torch.Tensor,
+        Sequence[Task],
+        Sequence[Sequence[Window]],
+        Sequence[TextTokens],
+        np.ndarray,
+        np.ndarray,
+    ],
+    Found,
+]
 
 
 def owned_candidates(
@@ -58,6 +72,16 @@ def owned_candidates(
     return texts[r], start, start + k, table[groups[r], c], score
 
 
+def candidates_function(output: str, max_width: int) -> Candidates:
+    """The function that turns a batch's probabilities into owned candidates, for a model
+    family's output kind (``"span"``: ``[B, W, K, C]``; ``"token"``: ``[B, W, C, 3]``)."""
+    if output == "span":
+        return functools.partial(owned_candidates, max_width=max_width)
+    if output == "token":
+        return token_candidates
+    raise ValueError(f"No candidate extraction for model output kind {output!r}.")
+
+
 def collect_results(
     windows: Sequence[Sequence[Window]],
     num_words: Sequence[int],
@@ -65,14 +89,18 @@ def collect_results(
     truncated: np.ndarray,
     num_groups: int,
     max_width: int,
+    output: str = "span",
 ) -> list[WordsResult]:
-    """One result per text: its candidates in enumeration order (start, end, label)."""
+    """One result per text: its candidates in the reference decoder's enumeration order for the
+    ``output`` kind (ties in score keep it): (start, end, label) for span models, (start, label,
+    end) for token models."""
     if found:
         text, start, end, label, score = (np.concatenate(parts) for parts in zip(*found))
     else:
         text = start = end = label = _EMPTY_I
         score = _EMPTY_F
-    order = np.lexsort((label, end, start, text))  # the reference's enumeration order per text
+    keys = (end, label, start, text) if output == "token" else (label, end, start, text)
+    order = np.lexsort(keys)
     text, start, end, label, score = (
         text[order],
         start[order],

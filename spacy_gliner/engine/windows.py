@@ -5,7 +5,9 @@ prompt (and at most ``max_len`` words), overlapping by at least ``max_width`` wo
 of up to ``max_width`` words lies entirely inside some window. Each (start, width) cell is *owned*
 by exactly one window: the one where the span is farthest from a cut window edge (document edges
 do not count as cuts; ties go to the earlier window). Only the owner's score is used, so a span
-gets one deterministic score and is decoded once over the whole document.
+gets one deterministic score and is decoded once over the whole document. Token-level models
+form spans of any width inside a window; the same rule (``owned_spans``) picks the window whose
+span is kept.
 """
 
 from __future__ import annotations
@@ -97,10 +99,34 @@ def owned_cells(
     return keep
 
 
+def owned_spans(
+    windows: Sequence[Window], index: int, num_words: int, starts: np.ndarray, ends: np.ndarray
+) -> np.ndarray:
+    """Bool per span ``(starts[i], ends[i])`` (document words, inclusive ends, any width) inside
+    window ``index``: whether that window owns it, by the rule of :func:`owned_cells`."""
+    own = windows[index]
+    priority = _span_priority(own, num_words, starts, ends)
+    keep = priority >= 0
+    for j, other in enumerate(windows):
+        if j == index or other.end <= own.start or other.start >= own.end:
+            continue
+        theirs = _span_priority(other, num_words, starts, ends)
+        keep &= (priority > theirs) if j < index else (priority >= theirs)
+    return keep
+
+
 def _priority(window: Window, num_words: int, max_width: int, grid: Window) -> np.ndarray:
     """Distance to the nearest cut edge of ``window`` for spans on ``grid``'s cells; -1 if not inside."""
     starts = np.arange(grid.start, grid.end)[:, None]
     ends = starts + np.arange(max_width)[None, :]
+    return _span_priority(window, num_words, starts, ends)
+
+
+def _span_priority(
+    window: Window, num_words: int, starts: np.ndarray, ends: np.ndarray
+) -> np.ndarray:
+    """Distance to the nearest cut edge of ``window`` for spans (starts, ends inclusive; arrays
+    that broadcast); -1 for spans not inside it."""
     left = starts - window.start if window.start > 0 else np.full_like(starts, _FAR)
     right = window.end - 1 - ends if window.end < num_words else np.full_like(ends, _FAR)
     inside = (starts >= window.start) & (ends < window.end)

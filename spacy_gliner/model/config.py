@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 CONFIG_FILE = "gliner_config.json"
+TOKEN_LEVEL = "token_level"  # span_mode of token-level models (no span representation layer)
 SUBTOKEN_POOLING = ("first", "last", "mean", "max")
 # The reference dispatches on this saved model_type (and on fields only, for every other one).
 STREAMING_MODEL_TYPE = "gliner_streaming_span"
@@ -38,7 +39,8 @@ _INT_FIELDS = (
 
 @dataclass
 class GLiNERConfig:
-    """Configuration of a span-level GLiNER model, with the reference's field names and defaults.
+    """Configuration of a GLiNER model, with the reference's field names and defaults
+    (``span_mode == "token_level"``: a token-level model; every other value names a span head).
 
     ``documented_architecture`` is this package's own field. ``True`` (models created by
     spacy-gliner) applies ``post_fusion_schema`` in the uni-encoder and the LSTM in the
@@ -85,6 +87,10 @@ class GLiNERConfig:
         return self.num_rnn_layers > 0
 
     @property
+    def is_token_level(self) -> bool:
+        return self.span_mode == TOKEN_LEVEL
+
+    @property
     def is_bi_encoder(self) -> bool:
         return bool(self.labels_encoder)
 
@@ -115,10 +121,10 @@ class GLiNERConfig:
                 )
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
             raise ValueError(f"GLiNERConfig.dropout must be a number, got {self.dropout!r}.")
-        if self.span_mode not in SPAN_MODES:
+        if self.span_mode not in (*SPAN_MODES, TOKEN_LEVEL):
             raise ValueError(
-                f"Unknown span_mode {self.span_mode!r}. Use one of: {', '.join(SPAN_MODES)}. "
-                "(token_level GLiNER models are not span models and are not supported.)"
+                f"Unknown span_mode {self.span_mode!r}. Use one of: {', '.join(SPAN_MODES)} "
+                f"(span-level models) or {TOKEN_LEVEL!r} (token-level models)."
             )
         if self.subtoken_pooling not in SUBTOKEN_POOLING:
             raise ValueError(

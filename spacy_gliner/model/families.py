@@ -6,7 +6,11 @@ the checkpoint's fields, in this order: ``model_type == "gliner_streaming_span"`
 The fields decide, never the saved ``model_type`` alone (the reference's own legacy resolver can
 write a wrong one). A family plugs in here: a builder from (config, text encoder, labels encoder)
 to an ``nn.Module`` whose ``forward`` returns ``(logits, word_mask, label_mask)``, plus the name of
-the output kind the engine decodes (``"span"``: logits ``[B, W, K, C]``).
+the output kind the engine decodes (``"span"``: logits ``[B, W, K, C]``; ``"token"``: logits
+``[B, W, C, 3]``, per word and label the start, end and inside logits).
+
+Token-level checkpoints with ``represent_spans`` (an extra span classifier whose scores replace the
+start/end/inside decoding in the reference) are a separate architecture, not built here.
 """
 
 from __future__ import annotations
@@ -42,9 +46,10 @@ def architecture_of(data: Mapping[str, Any]) -> str:
         return f"{level} relation extraction"
     if data.get("labels_decoder") is not None:
         return f"{level} label decoder"
-    if data.get("labels_encoder") is not None:
-        return f"{level} bi-encoder"
-    return f"{level} uni-encoder"
+    encoders = "bi-encoder" if data.get("labels_encoder") is not None else "uni-encoder"
+    if token and data.get("represent_spans"):
+        return f"{level} {encoders} with span representations (represent_spans)"
+    return f"{level} {encoders}"
 
 
 def _span_model(config: GLiNERConfig, text: nn.Module, labels: nn.Module | None) -> nn.Module:
@@ -53,9 +58,17 @@ def _span_model(config: GLiNERConfig, text: nn.Module, labels: nn.Module | None)
     return GLiNERModel(config, text, labels)
 
 
+def _token_model(config: GLiNERConfig, text: nn.Module, labels: nn.Module | None) -> nn.Module:
+    from .token_model import TokenModel
+
+    return TokenModel(config, text, labels)
+
+
 FAMILIES: dict[str, Family] = {
     "span-level uni-encoder": Family("span-level uni-encoder", "span", _span_model),
     "span-level bi-encoder": Family("span-level bi-encoder", "span", _span_model),
+    "token-level uni-encoder": Family("token-level uni-encoder", "token", _token_model),
+    "token-level bi-encoder": Family("token-level bi-encoder", "token", _token_model),
 }
 
 
@@ -70,6 +83,10 @@ NOT_BUILT = {
     "relation extraction": (
         "Relation-extraction models (relations_layer set) add relation prompts, layers and "
         "outputs that spacy-gliner does not implement."
+    ),
+    "(represent_spans)": (
+        "Token-level models with represent_spans replace the start/end/inside decoding with an "
+        "extra span classifier that spacy-gliner does not implement."
     ),
     "label decoder": (
         "Label-decoder models (labels_decoder set) generate entity type names with a second, "

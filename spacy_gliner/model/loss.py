@@ -167,4 +167,37 @@ def _kept(
     return ~proposals | (_uniform(targets.shape, logits, generator) < negatives)
 
 
-__all__ = ["MASKING_MODES", "focal_loss_with_logits", "span_loss"]
+def token_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    word_mask: torch.Tensor,
+    label_mask: torch.Tensor,
+    *,
+    alpha: float = -1.0,
+    gamma: float = 0.0,
+    label_smoothing: float = 0.0,
+    prob_margin: float = 0.0,
+    reduction: str = "sum",
+) -> torch.Tensor:
+    """Scalar loss of a token-level model, as ``UniEncoderTokenModel.loss`` (gliner 0.2.29).
+
+    Shapes: ``logits``/``targets`` [B, W, C, 3] (start, end, inside; targets 0/1 floats),
+    ``word_mask`` [B, W] and ``label_mask`` [B, C] (bool; False = padding). Element losses are
+    ``focal_loss_with_logits`` in float32; padded words and labels contribute nothing. There is no
+    negative masking: the reference's token loss never applies it (its ``masking`` is ignored).
+    ``reduction``: ``"sum"``, or ``"mean"`` = sum / number of valid (word, label) pairs, 0 if none.
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"Unknown reduction {reduction!r}; use one of {REDUCTIONS}.")
+    logits = logits.float()
+    targets = targets.to(logits.dtype)
+    loss = focal_loss_with_logits(logits, targets, alpha, gamma, prob_margin, label_smoothing)
+    valid = word_mask.bool()[:, :, None] & label_mask.bool()[:, None, :]  # [B, W, C]
+    total = torch.where(valid[..., None], loss, torch.zeros_like(loss)).sum()
+    if reduction == "mean":
+        pairs = valid.sum()
+        return total / pairs if pairs > 0 else total * 0.0
+    return total
+
+
+__all__ = ["MASKING_MODES", "focal_loss_with_logits", "span_loss", "token_loss"]

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
 from .config import GLiNERConfig
 from .dropout import use_fast_dropout
-from .encoder import TokenRepLayer
-from .fusion import CrossFuser
 from .layers import projection_mlp
-from .lstm import BiLSTM
 from .marker_scores import Workspace, factored_marker_logits
+from .prompt_words import WordsAndPrompts
 from .span_rep import MarkerV0, SpanRepLayer
-from .words import enumerate_spans, gather_prompts, pool_words
+from .words import enumerate_spans
 
 
-class GLiNERModel(nn.Module):
+class GLiNERModel(WordsAndPrompts):
     """Span-level GLiNER (uni-encoder, or bi-encoder when ``config.labels_encoder`` is set).
 
     Attribute names follow the reference so state dicts map key for key. The module keeps no
@@ -28,70 +24,12 @@ class GLiNERModel(nn.Module):
     def __init__(
         self, config: GLiNERConfig, text_model: nn.Module, labels_model: nn.Module | None = None
     ) -> None:
-        super().__init__()
-        self.config = config
+        super().__init__(config, text_model, labels_model)
         dim = config.hidden_size
-        self.token_rep_layer = TokenRepLayer(text_model, dim, config.fuse_layers, labels_model)
-        if config.num_rnn_layers > 0:
-            self.rnn = BiLSTM(dim, config.num_rnn_layers)
         self.span_rep_layer = SpanRepLayer(config.span_mode, dim, config.max_width, config.dropout)
         self.prompt_rep_layer = projection_mlp(dim, config.dropout)
-        if config.fusion_schema:
-            text_config: Any = text_model.config  # a transformers config
-            heads = text_config.num_attention_heads
-            self.cross_fuser = CrossFuser(
-                dim, heads, config.num_post_fusion_layers, config.dropout, config.fusion_schema
-            )
+        self.add_fuser(text_model)
         use_fast_dropout(self)  # CPU training: dropout masks from random bits (see dropout.py)
-
-    @property
-    def uses_rnn(self) -> bool:
-        # The reference bi-encoder builds its LSTM but never calls it.
-        cfg = self.config
-        return hasattr(self, "rnn") and (not cfg.is_bi_encoder or cfg.documented_architecture)
-
-    @property
-    def uses_fusion(self) -> bool:
-        # The reference uni-encoder builds its CrossFuser but never calls it.
-        cfg = self.config
-        return hasattr(self, "cross_fuser") and (cfg.is_bi_encoder or cfg.documented_architecture)
-
-    def encode_labels(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Bi-encoder label vectors ``[N, D]`` (before the prompt MLP); cacheable per label set."""
-        return self.token_rep_layer.encode_labels(input_ids, attention_mask)
-
-    def encode(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        words_mask: torch.Tensor,
-        text_lengths: torch.Tensor,
-        labels_embeddings: torch.Tensor | None = None,
-        labels_mask: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Contextual word vectors [B, W, D] + mask [B, W], label vectors [B, C, D] + mask [B, C]."""
-        cfg = self.config
-        text_lengths = text_lengths.view(-1)
-        num_words = int(text_lengths.max()) if text_lengths.numel() else 0
-        hidden = self.token_rep_layer.encode_text(input_ids, attention_mask)  # [B, T, D]
-        if cfg.is_bi_encoder:
-            if labels_embeddings is None or labels_mask is None:
-                raise ValueError("A bi-encoder GLiNER needs labels_embeddings and labels_mask.")
-            prompts, prompts_mask = labels_embeddings, labels_mask.bool()
-        else:
-            shift = 0 if cfg.embed_ent_token else 1
-            prompts, prompts_mask = gather_prompts(
-                hidden, input_ids, attention_mask, cfg.class_token_index, shift
-            )
-        words = pool_words(hidden, words_mask, attention_mask, num_words, cfg.subtoken_pooling)
-        positions = torch.arange(num_words, device=words.device)[None, :]
-        word_mask = positions < text_lengths[:, None]  # [B, W]
-        if self.uses_rnn:
-            words = self.rnn(words, text_lengths)
-        if self.uses_fusion:
-            prompts, words = self.cross_fuser(prompts, words, prompts_mask, word_mask)
-            prompts = prompts * prompts_mask.unsqueeze(-1).to(prompts.dtype)
-        return words, word_mask, prompts, prompts_mask
 
     def score_spans(
         self,

@@ -1,10 +1,10 @@
-"""The configured span loss as a picklable callable."""
+"""The configured span loss (and its token-level form) as a picklable callable."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..model.loss import span_loss
+from ..model.loss import span_loss, token_loss
 
 
 @dataclass(frozen=True)
@@ -30,4 +30,18 @@ class SpanLoss:
             reduction=self.reduction,
             masking=self.masking,
             negatives=self.negatives,
+        )
+
+    def token(self, logits, targets, word_mask, label_mask):
+        """The same options for a token-level model (``token_loss``: logits [B, W, C, 3]);
+        ``masking`` and ``negatives`` do not apply (the reference's token loss ignores them)."""
+        return token_loss(
+            logits,
+            targets,
+            word_mask,
+            label_mask,
+            alpha=self.alpha,
+            gamma=self.gamma,
+            label_smoothing=self.label_smoothing,
+            reduction=self.reduction,
         )

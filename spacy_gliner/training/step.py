@@ -16,8 +16,9 @@ import torch
 
 from ..engine.windows import plan_windows
 from ..io.tokenizers import max_sequence_tokens
+from ..model.families import family_of
 from .labels import sample_label_sets
-from .targets import Span, span_targets
+from .targets import Span, span_targets, token_targets
 
 SHORT_TEXT_WORDS = 32  # texts up to this many words are never windowed
 
@@ -119,7 +120,8 @@ def forward(
     words: Sequence[Sequence[str]],
     label_sets: Sequence[Sequence[str]],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits ``[B, W, K, C]`` and label mask ``[B, C]`` of ``module`` (the model or a copy)."""
+    """Logits (``[B, W, K, C]``; token-level models ``[B, W, C, 3]``) and label mask ``[B, C]``
+    of ``module`` (the model or a copy)."""
     device = next(module.parameters()).device
     inputs = {k: v.to(device) for k, v in gliner.prompts.encode(words, label_sets).items()}
     if gliner.config.is_bi_encoder:
@@ -160,7 +162,8 @@ class Rehearsal:
         return self.weight > 0 and bool(self.labels)
 
     def loss(self, gliner: Any, words: Sequence[Sequence[str]]) -> torch.Tensor:
-        """Mean BCE between the student's and the teacher's span probabilities (valid spans)."""
+        """Mean BCE between the student's and the teacher's probabilities (valid spans, or
+        for token-level models valid words)."""
         if self.teacher is None:
             self.teacher = copy.deepcopy(gliner.model).eval()
             self.teacher.requires_grad_(False)
@@ -168,16 +171,28 @@ class Rehearsal:
         with torch.no_grad():
             target, _ = forward(gliner, self.teacher, words, label_sets)
         logits, _ = forward(gliner, gliner.model, words, label_sets)
-        device = logits.device
-        lengths = torch.tensor([len(w) for w in words], device=device)
-        ends = torch.arange(logits.size(1), device=device)[:, None] + torch.arange(
-            logits.size(2), device=device
-        )
-        valid = (ends[None] < lengths[:, None, None]).unsqueeze(-1).float()
+        valid = _valid_cells(logits, [len(w) for w in words], is_token_level(gliner))
         bce = torch.nn.functional.binary_cross_entropy_with_logits(
             logits, torch.sigmoid(target), reduction="none"
         )
         return (bce * valid).sum() / valid.sum().clamp(min=1.0)
+
+
+def is_token_level(gliner: Any) -> bool:
+    """Whether ``gliner``'s family outputs token-level logits ``[B, W, C, 3]``."""
+    return family_of(gliner.config.to_dict()).output == "token"
+
+
+def _valid_cells(logits: torch.Tensor, lengths: Sequence[int], token: bool) -> torch.Tensor:
+    """Float 0/1 mask broadcastable to ``logits``: cells of real words (token-level) or of spans
+    that end inside their text (span-level)."""
+    device = logits.device
+    length = torch.tensor(list(lengths), device=device)
+    words = torch.arange(logits.size(1), device=device)
+    if token:
+        return (words[None, :] < length[:, None])[:, :, None, None].float()
+    ends = words[:, None] + torch.arange(logits.size(2), device=device)
+    return (ends[None] < length[:, None, None]).unsqueeze(-1).float()
 
 
 @contextlib.contextmanager
@@ -225,15 +240,33 @@ def _loss_and_backward(
     gliner: Any, module: Any, rows: Rows, loss_fn: Callable, rehearsal: Optional[Rehearsal]
 ) -> float:
     logits, label_mask = forward(gliner, module, rows.words, rows.label_sets)
-    lengths = [len(w) for w in rows.words]
-    targets, span_mask = span_targets(
-        rows.spans, rows.label_sets, lengths, gliner.config.max_width, unknown=rows.unknown
-    )
-    loss = loss_fn(logits, targets.to(logits.device), span_mask.to(logits.device), label_mask)
+    loss = rows_loss(gliner, logits, label_mask, rows, loss_fn)
     if rehearsal is not None and rehearsal.active:
         loss = loss + rehearsal.weight * rehearsal.loss(gliner, rows.words)
     loss.backward()
     return float(loss.detach())
+
+
+def rows_loss(
+    gliner: Any, logits: torch.Tensor, label_mask: torch.Tensor, rows: Rows, loss_fn: Callable
+) -> torch.Tensor:
+    """The loss of ``logits`` against the gold spans of ``rows``: span targets and ``loss_fn``
+    (span-level families), word targets and ``loss_fn.token`` (token-level families)."""
+    lengths = [len(w) for w in rows.words]
+    device = logits.device
+    if is_token_level(gliner):
+        token_loss = getattr(loss_fn, "token", None)
+        if token_loss is None:
+            raise ValueError(
+                "gliner: this token-level model needs a loss with a token-level form (a .token "
+                "method), such as spacy_gliner.span_loss.v1; the configured loss has none."
+            )
+        targets, word_mask = token_targets(rows.spans, rows.label_sets, lengths, rows.unknown)
+        return token_loss(logits, targets.to(device), word_mask.to(device), label_mask)
+    targets, span_mask = span_targets(
+        rows.spans, rows.label_sets, lengths, gliner.config.max_width, unknown=rows.unknown
+    )
+    return loss_fn(logits, targets.to(device), span_mask.to(device), label_mask)
 
 
 def rehearse_step(gliner: Any, words: Sequence[Sequence[str]], rehearsal: Rehearsal) -> float:

@@ -1,4 +1,5 @@
-"""Span targets of training examples (torch tensors, no spaCy)."""
+"""Span targets (span-level models) and word targets (token-level models) of training examples
+(torch tensors, no spaCy)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,41 @@ def span_targets(
         if flags is not None and any(flags):
             span_mask[b] &= ~_touches(torch.tensor(list(flags), dtype=torch.bool), width, max_width)
     return targets, span_mask
+
+
+def token_targets(
+    spans: Sequence[Sequence[Span]],
+    label_sets: Sequence[Sequence[str]],
+    num_words: Sequence[int],
+    unknown: Optional[Sequence[Optional[Sequence[bool]]]] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets ``[B, W, C, 3]`` (float 0/1: start, end, inside) and ``word_mask [B, W]`` (bool)
+    for ``token_loss``, as the reference's ``UniEncoderTokenProcessor.create_labels``.
+
+    ``W = max(num_words)``, ``C = max(len(label_set))``. Span ``(s, e, label)`` sets, for every ``c``
+    with ``label_sets[b][c] == label``, ``targets[b, s, c, 0]``, ``targets[b, e, c, 1]`` and
+    ``targets[b, s..e, c, 2]``; spans of any width, except those ending at or beyond
+    ``num_words[b]`` or whose label is not in the set. ``word_mask[b, w]`` is ``w < num_words[b]``
+    and, when ``unknown[b]`` is given, word ``w`` is not flagged unknown (left out of the loss).
+    """
+    batch = len(num_words)
+    width = max(num_words, default=0)
+    num_classes = max((len(ls) for ls in label_sets), default=0)
+    targets = torch.zeros(batch, width, num_classes, 3)  # [B, W, C, 3]
+    for b, (example_spans, label_set) in enumerate(zip(spans, label_sets)):
+        for start, end, label in example_spans:
+            if not 0 <= start <= end < num_words[b]:
+                continue
+            for c in (c for c, name in enumerate(label_set) if name == label):
+                targets[b, start, c, 0] = 1.0
+                targets[b, end, c, 1] = 1.0
+                targets[b, start : end + 1, c, 2] = 1.0
+    lengths = torch.tensor(list(num_words), dtype=torch.long).view(-1, 1)
+    word_mask = torch.arange(width)[None, :] < lengths  # [B, W]
+    for b, flags in enumerate(unknown or ()):
+        if flags is not None and any(flags):
+            word_mask[b, : len(flags)] &= ~torch.tensor(list(flags), dtype=torch.bool)
+    return targets, word_mask
 
 
 def _touches(flags: torch.Tensor, width: int, max_width: int) -> torch.Tensor:

@@ -1,0 +1,86 @@
+"""The token-level GLiNER network: encoder -> word and label vectors -> per-word start / end /
+inside logits for every label (gliner's ``UniEncoderTokenModel`` / ``BiEncoderTokenModel``)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import GLiNERConfig
+from .dropout import use_fast_dropout
+from .marker_scores import Workspace
+from .prompt_words import WordsAndPrompts
+
+# Index of each score along the last axis of a token model's logits.
+START, END, INSIDE = 0, 1, 2
+
+
+class TokenScorer(nn.Module):
+    """gliner's ``Scorer``: word x label -> (start, end, inside) logits.
+
+    ``proj_token`` / ``proj_label`` map ``D -> 2D``, split into halves ``(t0, t1)`` / ``(l0, l1)``;
+    ``out_mlp`` (Linear 3D->4D, Dropout, ReLU, Linear 4D->3) reads ``[t0, l0, t1 * l1]``. The
+    first linear layer is applied per part (``W[:, :D] t0 + W[:, D:2D] l0 + W[:, 2D:] (t1 l1)``),
+    which is the same map without materialising the ``[B, W, C, 3D]`` concatenation.
+    """
+
+    def __init__(self, hidden_size: int, dropout: float) -> None:
+        super().__init__()
+        self.proj_token = nn.Linear(hidden_size, hidden_size * 2)
+        self.proj_label = nn.Linear(hidden_size, hidden_size * 2)
+        self.out_mlp = nn.Sequential(
+            nn.Linear(hidden_size * 3, hidden_size * 4),
+            nn.Dropout(dropout),
+            nn.ReLU(),
+            nn.Linear(hidden_size * 4, 3),
+        )
+
+    def forward(self, words: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, W, C, 3]`` from word vectors ``[B, W, D]`` and label vectors ``[B, C, D]``."""
+        dim = words.size(-1)
+        t0, t1 = self.proj_token(words).split(dim, dim=-1)  # [B, W, D] each
+        l0, l1 = self.proj_label(labels).split(dim, dim=-1)  # [B, C, D] each
+        first: nn.Linear = self.out_mlp[0]  # type: ignore[assignment]
+        weight = first.weight  # [4D, 3D]
+        word_part = F.linear(t0, weight[:, :dim], first.bias)  # [B, W, 4D]
+        label_part = F.linear(l0, weight[:, dim : 2 * dim])  # [B, C, 4D]
+        product = t1.unsqueeze(2) * l1.unsqueeze(1)  # [B, W, C, D]
+        hidden = F.linear(product, weight[:, 2 * dim :])  # [B, W, C, 4D]
+        hidden = hidden + word_part.unsqueeze(2) + label_part.unsqueeze(1)
+        return self.out_mlp[1:](hidden)
+
+
+class TokenModel(WordsAndPrompts):
+    """Token-level GLiNER (uni-encoder, or bi-encoder when ``config.labels_encoder`` is set).
+
+    Same encoder, word pooling, prompt vectors, LSTM and fusion rules as the span model
+    (:class:`~spacy_gliner.model.prompt_words.WordsAndPrompts`); the head is ``scorer``. The
+    label vectors go to the scorer as they are (token models have no ``prompt_rep_layer``).
+    """
+
+    def __init__(
+        self, config: GLiNERConfig, text_model: nn.Module, labels_model: nn.Module | None = None
+    ) -> None:
+        super().__init__(config, text_model, labels_model)
+        self.scorer = TokenScorer(config.hidden_size, config.dropout)
+        self.add_fuser(text_model)
+        use_fast_dropout(self)  # CPU training: dropout masks from random bits (see dropout.py)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        words_mask: torch.Tensor,
+        text_lengths: torch.Tensor,
+        labels_embeddings: torch.Tensor | None = None,
+        labels_mask: torch.Tensor | None = None,
+        workspace: Workspace | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(logits [B, W, C, 3], word_mask [B, W], label_mask [B, C])``; the last axis holds
+        (start, end, inside) logits (``START``, ``END``, ``INSIDE``). ``workspace`` is accepted
+        for the engine's uniform call and unused."""
+        words, word_mask, prompts, prompts_mask = self.encode(
+            input_ids, attention_mask, words_mask, text_lengths, labels_embeddings, labels_mask
+        )
+        return self.scorer(words, prompts), word_mask, prompts_mask
