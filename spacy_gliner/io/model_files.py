@@ -206,9 +206,10 @@ def assemble(
     labels_model: Optional[nn.Module] = None,
 ) -> nn.Module:
     """The family's model around the given (or freshly initialised) encoder(s)."""
-    if config._attn_implementation is not None:
-        text_cfg._attn_implementation = config._attn_implementation
-    text_model = text_model if text_model is not None else backbone_from_config(text_cfg)
+    attn = config._attn_implementation
+    if attn is not None:
+        text_cfg._attn_implementation = attn
+    text_model = text_model if text_model is not None else backbone_from_config(text_cfg, attn)
     if labels_cfg is not None and labels_model is None:
         labels_model = backbone_from_config(labels_cfg)
     return build_model(config, text_model, labels_model)

@@ -25,13 +25,26 @@ def hf_config_from_dict(data: dict[str, Any], default_type: str = "deberta-v2") 
     return CONFIG_MAPPING[model_type](**data)
 
 
-def backbone_from_config(hf_config: PretrainedConfig) -> nn.Module:
-    """A bare encoder with random weights from ``hf_config`` (T5 family: its encoder only)."""
+def backbone_from_config(
+    hf_config: PretrainedConfig, attn_implementation: str | None = None
+) -> nn.Module:
+    """A bare encoder with random weights from ``hf_config`` (T5 family: its encoder only).
+
+    Attention: ``attn_implementation`` when given, else scaled-dot-product attention ("sdpa")
+    where the architecture has it and transformers' default otherwise. The choice is explicit so
+    a model built here computes the same floats whichever way its config was obtained (before
+    transformers 4.53 ``from_config`` chose "eager" or "sdpa" depending on the config object).
+    """
     if hf_config.model_type in ("t5", "mt5", "umt5"):
         from transformers import T5Config, T5EncoderModel
 
         return T5EncoderModel(cast(T5Config, hf_config))
-    return AutoModel.from_config(hf_config)
+    if attn_implementation is not None:
+        return AutoModel.from_config(hf_config, attn_implementation=attn_implementation)
+    try:
+        return AutoModel.from_config(hf_config, attn_implementation="sdpa")
+    except (ValueError, ImportError):  # the architecture has no sdpa attention
+        return AutoModel.from_config(hf_config)
 
 
 class TransformerLayer(nn.Module):
