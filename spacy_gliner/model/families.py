@@ -30,9 +30,12 @@ class UnsupportedArchitecture(ValueError):
 
 @dataclass(frozen=True)
 class Family:
+    """``check``: why a configuration of this family cannot be built ("" when it can)."""
+
     name: str
     output: str
     build: Callable[[GLiNERConfig, nn.Module, nn.Module | None], nn.Module]
+    check: Callable[[Mapping[str, Any]], str] = lambda data: ""
 
 
 def architecture_of(data: Mapping[str, Any]) -> str:
@@ -64,11 +67,37 @@ def _token_model(config: GLiNERConfig, text: nn.Module, labels: nn.Module | None
     return TokenModel(config, text, labels)
 
 
+def _relex_model(config: GLiNERConfig, text: nn.Module, labels: nn.Module | None) -> nn.Module:
+    from .relex_model import SpanRelexModel
+
+    return SpanRelexModel(config, text, labels)
+
+
+def _relex_problem(data: Mapping[str, Any]) -> str:
+    from .relation_layers import ADJACENCY_MODES, ALL_PAIRS
+
+    layer = data.get("relations_layer")
+    if str(layer).lower() not in (*ADJACENCY_MODES, ALL_PAIRS):
+        return (
+            f"Its relations_layer {layer!r} is none of the reference's adjacency layers "
+            f"({', '.join(ADJACENCY_MODES)}) or {ALL_PAIRS!r} (every entity pair)."
+        )
+    if data.get("triples_layer") is not None:
+        return (
+            f"Its triples_layer {data['triples_layer']!r} (knowledge-graph triple scoring) is not "
+            "implemented; spacy-gliner scores relations with pair_rep_layer (triples_layer null)."
+        )
+    return ""
+
+
 FAMILIES: dict[str, Family] = {
     "span-level uni-encoder": Family("span-level uni-encoder", "span", _span_model),
     "span-level bi-encoder": Family("span-level bi-encoder", "span", _span_model),
     "token-level uni-encoder": Family("token-level uni-encoder", "token", _token_model),
     "token-level bi-encoder": Family("token-level bi-encoder", "token", _token_model),
+    "span-level relation extraction": Family(
+        "span-level relation extraction", "span", _relex_model, _relex_problem
+    ),
 }
 
 
@@ -81,8 +110,8 @@ NOT_BUILT = {
         "across calls, so none of spacy-gliner's encoder, prompt or batching code applies."
     ),
     "relation extraction": (
-        "Relation-extraction models (relations_layer set) add relation prompts, layers and "
-        "outputs that spacy-gliner does not implement."
+        "Token-level relation-extraction models (relations_layer set, span_mode token_level) "
+        "are not implemented; span-level ones are."
     ),
     "(represent_spans)": (
         "Token-level models with represent_spans replace the start/end/inside decoding with an "
@@ -99,9 +128,10 @@ def family_of(data: Mapping[str, Any]) -> Family:
     """The family that builds this configuration; ``UnsupportedArchitecture`` naming it if none."""
     arch = architecture_of(data)
     family = FAMILIES.get(arch)
-    if family is None:
+    problem = family.check(data) if family is not None else ""
+    if family is None or problem:
         supported = ", ".join(FAMILIES)
-        why = next((text for end, text in NOT_BUILT.items() if arch.endswith(end)), "")
+        why = problem or next((text for end, text in NOT_BUILT.items() if arch.endswith(end)), "")
         raise UnsupportedArchitecture(
             f"This checkpoint is a {arch} GLiNER model (from its gliner_config.json: model_type "
             f"{data.get('model_type')!r}, span_mode {data.get('span_mode')!r}, relations_layer "

@@ -1,0 +1,218 @@
+"""Relation extraction: word lists x entity types x relation types -> entities and relations.
+
+A relation model reads every entity type and every relation type in one prompt, so a call runs
+one label group. Texts are windowed as for entity models (``windows.py``): entity candidates
+come from the window that owns each span, exactly as :class:`~spacy_gliner.engine.Engine` keeps
+them. **Relations are found within a window**: a window's model picks its entities, pairs and
+relation scores from the spans it sees, so two entities that never share a window (long
+documents only: further apart than a window's words) get no relation. A relation found in
+several overlapping windows is reported once, with its highest score. For a text that fits one
+window this is exactly the reference's ``inference`` (entities and relations).
+
+Thread safety: everything a call computes lives in the call; the engine holds only settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from ..io.tokenizers import Row
+from .batches import Task, make_batches, make_tasks, plan_text_windows, threshold_table
+from .decode import Decoded
+from .engine import Engine, _attention, _eval_mode
+from .labels import LabelSet, check_prompt_text, group_table
+from .results import WordsResult
+from .score import collect_results, owned_candidates
+from .windows import Window
+
+# (text, head start, head end, tail start, tail end, relation label, score) of one batch.
+Found = tuple[np.ndarray, ...]
+_KEYS = 6  # text, head start, head end, tail start, tail end, label
+
+
+class Relation(NamedTuple):
+    """A decoded relation: indices into the decoded entity list, the relation label index."""
+
+    head: int
+    label: int
+    tail: int
+    score: float
+
+
+class RelexResult:
+    """One text's entity candidates (a :class:`WordsResult`) and relation candidates.
+
+    Relation candidates are unique (head span, tail span, label) triples above the relation
+    threshold, held as arrays (``heads`` / ``tails`` ``[N, 2]`` first and last word, ``labels``,
+    ``scores``) in the reference's order: head span, tail span (each by start, then end), label.
+    """
+
+    def __init__(self, entities: WordsResult, relations: Found) -> None:
+        self.entities = entities
+        hs, he, ts, te, self.labels, self.scores = relations
+        self.heads = np.stack([hs, he], axis=-1)
+        self.tails = np.stack([ts, te], axis=-1)
+
+    def decode(
+        self, flat_ner: bool = True, multi_label: bool = False
+    ) -> tuple[list[Decoded], list[Relation]]:
+        """Decoded entities (as ``WordsResult.decode``) and the relations between them, as the
+        reference's ``SpanRelexDecoder``: a relation is kept when both its spans are decoded
+        entities, and points at the first decoded entity with each span's boundaries."""
+        entities = self.entities.decode(flat_ner, multi_label)
+        first: dict[tuple[int, int], int] = {}
+        for i, (start, end, _, _) in enumerate(entities):
+            first.setdefault((start, end), i)
+        relations = []
+        rows = zip(
+            map(tuple, self.heads.tolist()),
+            map(tuple, self.tails.tolist()),
+            self.labels.tolist(),
+            self.scores.tolist(),
+        )
+        for head, tail, label, score in rows:
+            h, t = first.get(head), first.get(tail)  # type: ignore[call-overload]
+            if h is not None and t is not None:
+                relations.append(Relation(h, label, t, score))
+        return entities, relations
+
+
+class RelationEngine:
+    """Runs a relation-extraction GLiNER with the settings of an :class:`Engine` (batching,
+    windows, dtype); see the module docstring for how windows and relations meet."""
+
+    def __init__(self, engine: Engine) -> None:
+        if not engine.gliner.config.is_relex:
+            raise ValueError(
+                "Relation extraction needs a relation-extraction GLiNER checkpoint "
+                "(relations_layer set in gliner_config.json); this model finds entities only."
+            )
+        self.engine = engine
+
+    def __call__(
+        self,
+        word_lists: Sequence[Sequence[str]],
+        labels: LabelSet,
+        relations: LabelSet,
+        *,
+        thresholds: float | Sequence[float] = 0.5,
+        adjacency_threshold: float = 0.5,
+        relation_threshold: float = 0.5,
+        sentence_starts: Sequence[Sequence[int]] | None = None,
+    ) -> list[RelexResult]:
+        """Entities and relations of each word list. ``thresholds`` (one, or one per entity
+        label) select entity candidates, and the spans the relation step pairs (a span with some
+        label above its threshold); ``adjacency_threshold`` the pairs it scores;
+        ``relation_threshold`` the relations kept. All comparisons are strict (``>``)."""
+        if len(labels) == 0:
+            raise ValueError("GLiNER needs at least one entity label.")
+        per_label = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (len(labels),))
+        if not word_lists:
+            return []
+        engine, prompts = self.engine, self.engine.gliner.prompts
+        prompt = self._prompt(labels, relations)
+        tokens = prompts.tokenize_words(word_lists)
+        fixed = len(prompts.prefix) + len(prompts.suffix)
+        budget = engine.max_tokens - fixed - len(prompt)
+        windows = plan_text_windows(
+            tokens, budget, engine.window_words, engine.overlap, sentence_starts
+        )
+        tasks = make_tasks(tokens, windows, [len(prompt)], fixed)
+        table = group_table([list(range(len(labels)))])
+        limits = (threshold_table(table, np.asarray(per_label)), adjacency_threshold)
+        truncated = np.zeros(len(tokens), dtype=np.int64)
+        found, relation_parts = [], []
+        with _eval_mode(engine.gliner.model):
+            for batch in make_batches(tasks, engine.batch_size, engine.max_batch_tokens):
+                rows = [Row(tokens[t.text], *windows[t.text][t.window], prompt) for t in batch]
+                inputs, cut = prompts.assemble(rows, engine.max_tokens)
+                for task, n in zip(batch, cut):
+                    truncated[task.text] += n
+                out = self._run(inputs, per_label, adjacency_threshold)
+                probs = torch.sigmoid(out.logits.float())
+                found.append(
+                    owned_candidates(probs, batch, windows, tokens, table, limits[0], engine.max_width)
+                )
+                relation_parts.append(_batch_relations(out, batch, windows, relation_threshold))
+        lengths = [len(w) for w in word_lists]
+        entities = collect_results(windows, lengths, found, truncated, 1, engine.max_width)
+        per_text = _collect_relations(relation_parts, len(word_lists))
+        return [RelexResult(e, r) for e, r in zip(entities, per_text)]
+
+    def _prompt(self, labels: LabelSet, relations: LabelSet) -> np.ndarray:
+        """Sub-token ids of the one prompt (entity types, then relation types)."""
+        engine, prompts = self.engine, self.engine.gliner.prompts
+        check_prompt_text([*labels.prompts, *relations.prompts], prompts.reserved_tokens())
+        ids = prompts.prompt_ids([list(labels.prompts)], list(relations.prompts))[0]
+        spare = engine.max_tokens - len(prompts.prefix) - len(prompts.suffix) - len(ids)
+        if spare < engine.max_width:
+            raise ValueError(
+                f"The prompt of {len(labels)} entity and {len(relations)} relation types takes "
+                f"{len(ids)} sub-tokens of the encoder's {engine.max_tokens}, leaving too few for "
+                "text. A relation model reads all types in one prompt: use fewer or shorter ones."
+            )
+        return ids
+
+    @torch.inference_mode()
+    def _run(self, inputs: dict, per_label: np.ndarray, adjacency_threshold: float):
+        gliner = self.engine.gliner
+        device = gliner.device
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        limit = torch.as_tensor(np.ascontiguousarray(per_label), dtype=torch.float32)
+        dtype = self.engine.options.dtype
+        with (
+            torch.autocast(device.type, dtype=dtype, enabled=dtype is not None),
+            _attention(device),
+        ):
+            return gliner.model.extract(
+                **inputs, threshold=limit.to(device), adjacency_threshold=adjacency_threshold
+            )
+
+
+def _batch_relations(
+    out, batch: Sequence[Task], windows: Sequence[Sequence[Window]], threshold: float
+) -> Found:
+    """The scored (pair, relation) cells of one batch above ``threshold``, in document words."""
+    probs = torch.sigmoid(out.relation_logits.float())  # [B, N, R]
+    keep = probs > threshold
+    keep &= out.pair_mask.unsqueeze(-1) & out.relation_mask.unsqueeze(1)
+    row, pair, label = torch.nonzero(keep, as_tuple=True)
+    score = probs[row, pair, label]
+    head = out.entity_spans[row, out.pair_idx[row, pair, 0]]  # [M, 2]
+    tail = out.entity_spans[row, out.pair_idx[row, pair, 1]]
+    row_np = row.cpu().numpy()
+    shift = np.array([windows[t.text][t.window].start for t in batch], dtype=np.int64)[row_np]
+    text = np.array([t.text for t in batch], dtype=np.int64)[row_np]
+    head_np, tail_np = head.cpu().numpy() + shift[:, None], tail.cpu().numpy() + shift[:, None]
+    return (
+        text,
+        head_np[:, 0],
+        head_np[:, 1],
+        tail_np[:, 0],
+        tail_np[:, 1],
+        label.cpu().numpy().astype(np.int64),
+        score.cpu().numpy().astype(np.float64),
+    )
+
+
+def _collect_relations(parts: Sequence[Found], num_texts: int) -> list[Found]:
+    """Per text: unique (head, tail, label) relations, highest score kept, in reference order."""
+    if parts:
+        columns = [np.concatenate(c) for c in zip(*parts)]
+    else:
+        columns = [np.zeros(0, dtype=np.int64)] * _KEYS + [np.zeros(0, dtype=np.float64)]
+    keys, score = columns[:_KEYS], columns[_KEYS]
+    order = np.lexsort((-score, *reversed(keys)))
+    keys, score = [k[order] for k in keys], score[order]
+    first = np.ones(len(score), dtype=bool)
+    if len(score):
+        first[1:] = np.any([k[1:] != k[:-1] for k in keys], axis=0)
+    keys, score = [k[first] for k in keys], score[first]
+    bounds = np.searchsorted(keys[0], np.arange(num_texts + 1))
+    return [
+        tuple(k[bounds[t] : bounds[t + 1]] for k in [*keys[1:], score]) for t in range(num_texts)
+    ]

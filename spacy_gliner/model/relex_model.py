@@ -1,0 +1,113 @@
+"""The span-level relation-extraction GLiNER (gliner's ``UniEncoderSpanRelexModel``).
+
+The prompt holds the entity types, then the relation types:
+``<<ENT>> e1 <<ENT>> e2 ... <<SEP>> <<REL>> r1 <<REL>> r2 ... <<SEP>> words``. Entity scores are
+the span model's; the spans whose best entity probability passes the threshold become the
+entities of the relation step: their span vectors go through the adjacency layer
+(``relations_rep_layer``, unless ``relations_layer == "none"``: every ordered pair), the pairs
+above ``adjacency_threshold`` are scored against the relation vectors (read at the ``<<REL>>``
+tokens of the encoder output, without projection) by ``pair_rep_layer``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from .config import GLiNERConfig
+from .dropout import use_fast_dropout
+from .layers import projection_mlp
+from .relation_layers import ALL_PAIRS, RelationsRepLayer, entity_pairs, pack_rows
+from .span_model import GLiNERModel
+from .words import enumerate_spans, gather_prompts
+
+
+class RelexOutput(NamedTuple):
+    """One batch of a relation model. Entities are the selected spans of each row, packed in span
+    order (start, then end); pairs index them, row-major over (head, tail)."""
+
+    logits: Tensor  # [B, W, K, C] entity logits
+    entity_spans: Tensor  # [B, E, 2] (first word, last word inclusive); 0 on padding
+    entity_mask: Tensor  # [B, E]
+    pair_idx: Tensor  # [B, N, 2] (head, tail) entity indices; -1 on padding
+    pair_mask: Tensor  # [B, N]
+    relation_logits: Tensor  # [B, N, R]
+    relation_mask: Tensor  # [B, R] relation types present in each row's prompt
+
+
+class SpanRelexModel(GLiNERModel):
+    """Span-level GLiNER with relation extraction; attribute names follow the reference.
+
+    ``forward`` is the span model's (entity logits only, for the engine's entity path);
+    :meth:`extract` runs the whole model. No per-call state is kept.
+    """
+
+    def __init__(
+        self, config: GLiNERConfig, text_model: nn.Module, labels_model: nn.Module | None = None
+    ) -> None:
+        super().__init__(config, text_model, labels_model)
+        dim = config.hidden_size
+        layer = config.relations_layer
+        if layer is not None and layer != ALL_PAIRS:
+            self.relations_rep_layer = RelationsRepLayer(dim, layer)
+        self.pair_rep_layer = projection_mlp(dim * 2, config.dropout, dim)
+        use_fast_dropout(self)
+
+    def extract(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        words_mask: Tensor,
+        text_lengths: Tensor,
+        threshold: Union[float, Tensor] = 0.5,
+        adjacency_threshold: float = 0.5,
+    ) -> RelexOutput:
+        """Entity logits, selected entities, entity pairs and relation logits of one batch.
+
+        A span is an entity when some label's probability is strictly above ``threshold`` (a
+        number, or one per label ``[C]``); a pair is scored when its adjacency probability is
+        strictly above ``adjacency_threshold``.
+        """
+        cfg = self.config
+        hidden = self.token_rep_layer.encode_text(input_ids, attention_mask)  # [B, T, D]
+        words, word_mask, prompts, _ = self.encode(
+            input_ids, attention_mask, words_mask, text_lengths, hidden=hidden
+        )
+        lengths = word_mask.sum(-1)
+        span_idx = enumerate_spans(lengths, words.size(1), cfg.max_width)  # [B, W*K, 2]
+        spans = self.span_rep_layer(words, span_idx)  # [B, W, K, D]
+        logits = torch.einsum("bwkd,bcd->bwkc", spans, self.prompt_rep_layer(prompts))
+        width = torch.arange(cfg.max_width, device=words.device)
+        ends = torch.arange(words.size(1), device=words.device)[:, None] + width  # [W, K]
+        valid = ends.flatten()[None, :] < lengths[:, None]  # [B, W*K]: spans inside the text
+        limit = torch.as_tensor(threshold, dtype=logits.dtype, device=logits.device)
+        above = (torch.sigmoid(logits) > limit).any(-1).flatten(1)  # [B, W*K]
+        keep = above & valid
+        entities, entity_mask = pack_rows(spans.flatten(1, 2), keep)  # [B, E, D]
+        entity_spans, _ = pack_rows(span_idx, keep)  # [B, E, 2]
+        if hasattr(self, "relations_rep_layer"):
+            adjacency = self.relations_rep_layer(entities, entity_mask)
+            pairs = adjacency > adjacency_threshold
+        else:
+            pairs = entity_mask.unsqueeze(2) & entity_mask.unsqueeze(1)
+        pair_idx, pair_mask = entity_pairs(pairs)
+        shift = 0 if cfg.embed_rel_token else 1
+        relations, relation_mask = gather_prompts(
+            hidden, input_ids, attention_mask, cfg.rel_token_index, shift
+        )
+        rel_logits = self._pair_logits(entities, pair_idx, relations)
+        return RelexOutput(
+            logits, entity_spans, entity_mask, pair_idx, pair_mask, rel_logits, relation_mask
+        )
+
+    def _pair_logits(self, entities: Tensor, pair_idx: Tensor, relations: Tensor) -> Tensor:
+        """``[B, N, R]``: ``pair_rep_layer([head; tail])`` dotted with each relation vector."""
+        rows = torch.arange(entities.size(0), device=entities.device).unsqueeze(1)
+        if entities.size(1) == 0:
+            entities = entities.new_zeros(entities.size(0), 1, entities.size(2))
+        head = entities[rows, pair_idx[..., 0].clamp_min(0)]  # [B, N, D]
+        tail = entities[rows, pair_idx[..., 1].clamp_min(0)]
+        pair_rep = self.pair_rep_layer(torch.cat([head, tail], dim=-1))
+        return torch.einsum("bnd,brd->bnr", pair_rep, relations)
