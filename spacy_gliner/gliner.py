@@ -161,7 +161,13 @@ def _entities(text: str, split: list, decoded: list, label_set: LabelSet) -> lis
     for start, end, label, score in decoded:
         a, b = split[start][1], split[end][2]
         ents.append(
-            {"start": a, "end": b, "text": text[a:b], "label": label_set.names[label], "score": score}
+            {
+                "start": a,
+                "end": b,
+                "text": text[a:b],
+                "label": label_set.names[label],
+                "score": score,
+            }
         )
     return ents
 

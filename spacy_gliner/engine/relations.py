@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..io.tokenizers import Row
+from ..io.tokenizers import Row, TextTokens
 from .batches import Task, make_batches, make_tasks, plan_text_windows, threshold_table
 from .decode import Decoded
 from .engine import Engine, _attention, _eval_mode
@@ -81,6 +81,17 @@ class RelexResult:
         return entities, relations
 
 
+class _Call(NamedTuple):
+    """Everything one call computes, passed to the steps that need it."""
+
+    tokens: list[TextTokens]
+    windows: list[list[Window]]
+    prompt: np.ndarray  # sub-token ids of the one prompt
+    per_label: np.ndarray  # [labels] entity thresholds
+    adjacency_threshold: float
+    relation_threshold: float
+
+
 class RelationEngine:
     """Runs a relation-extraction GLiNER with the settings of an :class:`Engine` (batching,
     windows, dtype); see the module docstring for how windows and relations meet."""
@@ -121,27 +132,41 @@ class RelationEngine:
         windows = plan_text_windows(
             tokens, budget, engine.window_words, engine.overlap, sentence_starts
         )
+        call = _Call(tokens, windows, prompt, per_label, adjacency_threshold, relation_threshold)
         tasks = make_tasks(tokens, windows, [len(prompt)], fixed)
-        table = group_table([list(range(len(labels)))])
-        limits = (threshold_table(table, np.asarray(per_label)), adjacency_threshold)
-        truncated = np.zeros(len(tokens), dtype=np.int64)
-        found, relation_parts = [], []
-        with _eval_mode(engine.gliner.model):
-            for batch in make_batches(tasks, engine.batch_size, engine.max_batch_tokens):
-                rows = [Row(tokens[t.text], *windows[t.text][t.window], prompt) for t in batch]
-                inputs, cut = prompts.assemble(rows, engine.max_tokens)
-                for task, n in zip(batch, cut):
-                    truncated[task.text] += n
-                out = self._run(inputs, per_label, adjacency_threshold)
-                probs = torch.sigmoid(out.logits.float())
-                found.append(
-                    owned_candidates(probs, batch, windows, tokens, table, limits[0], engine.max_width)
-                )
-                relation_parts.append(_batch_relations(out, batch, windows, relation_threshold))
+        found, relation_parts, truncated = self._run_tasks(call, tasks)
         lengths = [len(w) for w in word_lists]
         entities = collect_results(windows, lengths, found, truncated, 1, engine.max_width)
         per_text = _collect_relations(relation_parts, len(word_lists))
         return [RelexResult(e, r) for e, r in zip(entities, per_text)]
+
+    def _run_tasks(self, call: _Call, tasks: list[Task]) -> tuple[list, list, np.ndarray]:
+        """Entity candidates and relation candidates of every batch; words cut per text."""
+        engine, prompts = self.engine, self.engine.gliner.prompts
+        table = group_table([list(range(len(call.per_label)))])
+        limits = threshold_table(table, np.asarray(call.per_label))
+        truncated = np.zeros(len(call.tokens), dtype=np.int64)
+        found, relation_parts = [], []
+        with _eval_mode(engine.gliner.model):
+            for batch in make_batches(tasks, engine.batch_size, engine.max_batch_tokens):
+                rows = [
+                    Row(call.tokens[t.text], *call.windows[t.text][t.window], call.prompt)
+                    for t in batch
+                ]
+                inputs, cut = prompts.assemble(rows, engine.max_tokens)
+                for task, n in zip(batch, cut):
+                    truncated[task.text] += n
+                out = self._run(inputs, call.per_label, call.adjacency_threshold)
+                probs = torch.sigmoid(out.logits.float())
+                found.append(
+                    owned_candidates(
+                        probs, batch, call.windows, call.tokens, table, limits, engine.max_width
+                    )
+                )
+                relation_parts.append(
+                    _batch_relations(out, batch, call.windows, call.relation_threshold)
+                )
+        return found, relation_parts, truncated
 
     def _prompt(self, labels: LabelSet, relations: LabelSet) -> np.ndarray:
         """Sub-token ids of the one prompt (entity types, then relation types)."""

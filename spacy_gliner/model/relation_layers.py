@@ -39,7 +39,9 @@ class _MLP(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         B, E, D = x.shape
-        pairs = torch.cat([x.unsqueeze(2).expand(B, E, E, D), x.unsqueeze(1).expand(B, E, E, D)], -1)
+        pairs = torch.cat(
+            [x.unsqueeze(2).expand(B, E, E, D), x.unsqueeze(1).expand(B, E, E, D)], -1
+        )
         return _pair_mask(torch.sigmoid(self.mlp(pairs).squeeze(-1)), mask)
 
 
@@ -85,7 +87,9 @@ class _GCN(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         h = self.gcn(x, _dot_adjacency(x, mask), mask)
-        return _pair_mask(torch.sigmoid(torch.bmm(self.proj(h), self.proj(h).transpose(1, 2))), mask)
+        return _pair_mask(
+            torch.sigmoid(torch.bmm(self.proj(h), self.proj(h).transpose(1, 2))), mask
+        )
 
 
 class _GAT(nn.Module):

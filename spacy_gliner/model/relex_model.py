@@ -87,11 +87,9 @@ class SpanRelexModel(GLiNERModel):
         keep = above & valid
         entities, entity_mask = pack_rows(spans.flatten(1, 2), keep)  # [B, E, D]
         entity_spans, _ = pack_rows(span_idx, keep)  # [B, E, 2]
-        if hasattr(self, "relations_rep_layer"):
-            adjacency = self.relations_rep_layer(entities, entity_mask)
-            pairs = adjacency > adjacency_threshold
-        else:
-            pairs = entity_mask.unsqueeze(2) & entity_mask.unsqueeze(1)
+        pairs = entity_mask.unsqueeze(2) & entity_mask.unsqueeze(1)  # [B, E, E]
+        if hasattr(self, "relations_rep_layer") and entities.size(1):
+            pairs &= self.relations_rep_layer(entities, entity_mask) > adjacency_threshold
         pair_idx, pair_mask = entity_pairs(pairs)
         shift = 0 if cfg.embed_rel_token else 1
         relations, relation_mask = gather_prompts(

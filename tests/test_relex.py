@@ -1,0 +1,247 @@
+"""Span-level relation extraction (``relations_layer`` set): parity with the reference package
+(gliner==0.2.29, ``UniEncoderSpanRelexGLiNER``) on checkpoints it saved itself.
+
+* entities identical and relations identical (head, tail, relation label, in the reference's
+  order), every score within 1e-5, flat / nested / multi-label, for every adjacency layer and
+  ``"none"`` (all pairs); one ``threshold`` or separate adjacency / relation thresholds;
+* batches, relation descriptions, entity-only inference, save / load in both directions;
+* windows of long texts: relations are exactly those of each window run on its own;
+* load-time errors for what is not built.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+ref_gliner = pytest.importorskip("gliner")
+
+from spacy_gliner import GLiNER  # noqa: E402
+from spacy_gliner.engine import EngineOptions, LabelSet  # noqa: E402
+from spacy_gliner.engine.relations import RelationEngine  # noqa: E402
+from spacy_gliner.model.families import UnsupportedArchitecture  # noqa: E402
+
+TOL = 1e-5
+WORD_RE = re.compile(r"\w+(?:[-_]\w+)*|\S")
+LABELS = ["person", "location", "organization"]
+RELATIONS = ["born in", "works at", "located in"]
+SENTENCES = [
+    "Obama",
+    "Barack Obama was born in Hawaii and works at Google in New York.",
+    "John Smith founded a company in Paris, France in 1999.",
+    "Google, Apple and Microsoft are companies; Mary works at Apple in London.",
+    "The University of Paris is in France, not in London or New York.",
+    "the the the city city city of of paris paris",
+]
+HEAD_SCALE = 0.12
+LAYERS = ["dot", "mlp", "none", "attention", "bilinear", "gcn", "gat"]
+# (threshold, adjacency_threshold, relation_threshold)
+THRESHOLDS = [(0.5, None, None), (0.4, 0.55, 0.6), (0.6, 0.3, 0.45), (0.45, 0.02, 0.5)]
+
+
+def _words(text: str) -> list[str]:
+    return WORD_RE.findall(text)
+
+
+@pytest.fixture(scope="module", params=LAYERS)
+def pair(request, reference_checkpoint):
+    """(checkpoint, reference model, our model) for one relations_layer."""
+    ckpt = reference_checkpoint(relations_layer=request.param, head_scale=HEAD_SCALE)
+    ref = ref_gliner.GLiNER.from_pretrained(str(ckpt), local_files_only=True)
+    ref.eval()
+    return ckpt, ref, GLiNER.from_pretrained(ckpt)
+
+
+def _entity_key(e: dict[str, Any]) -> tuple:
+    return (e["start"], e["end"], e["label"])
+
+
+def _relation_key(r: dict[str, Any]) -> tuple:
+    head, tail = r["head"], r["tail"]
+    return (
+        (head["start"], head["end"], head["type"], head["entity_idx"]),
+        r["relation"],
+        (tail["start"], tail["end"], tail["type"], tail["entity_idx"]),
+    )
+
+
+def assert_same(ref_out, our_out, where: str) -> tuple[int, int]:
+    """Identical entities and relations (order included), scores within TOL."""
+    (ref_ents, ref_rels), (our_ents, our_rels) = ref_out, our_out
+    assert [_entity_key(e) for e in our_ents] == [_entity_key(e) for e in ref_ents], where
+    assert [_relation_key(r) for r in our_rels] == [_relation_key(r) for r in ref_rels], where
+    for ours, ref in [(our_ents, ref_ents), (our_rels, ref_rels)]:
+        got, want = [x["score"] for x in ours], [x["score"] for x in ref]
+        np.testing.assert_allclose(got, want, atol=TOL, rtol=0, err_msg=where)
+    return len(ref_ents), len(ref_rels)
+
+
+def test_checkpoint_is_a_relation_model(pair):
+    """Guard: the reference built its relex model; ours loads every weight strictly."""
+    _, ref, ours = pair
+    assert type(ref.model).__name__ == "UniEncoderSpanRelexModel"
+    assert set(ours.model.state_dict()) == set(ref.model.state_dict())
+    assert ours.config.is_relex
+
+
+@pytest.mark.parametrize(
+    "flat_ner,multi_label",
+    [(True, False), (False, False), (False, True)],
+    ids=["flat", "nested", "nested_multi"],
+)
+@pytest.mark.parametrize("thresholds", THRESHOLDS, ids=["one", "adj_high", "adj_low", "adj_lowest"])
+def test_entities_and_relations(pair, flat_ner, multi_label, thresholds):
+    _, ref, ours = pair
+    threshold, adjacency, relation = thresholds
+    kwargs = {
+        "threshold": threshold,
+        "adjacency_threshold": adjacency,
+        "relation_threshold": relation,
+        "flat_ner": flat_ner,
+        "multi_label": multi_label,
+    }
+    entities = 0
+    for text in SENTENCES:
+        got = ours.predict_relations(text, LABELS, RELATIONS, **kwargs)
+        want = _reference(ref, text, kwargs, got)
+        entities += assert_same(want, got, f"{text!r} {kwargs}")[0]
+    assert entities >= 10  # not degenerate
+
+
+def _reference(ref, text: str, kwargs: dict[str, Any], ours) -> tuple:
+    """The reference's ``predict_relations``. Its attention and GAT adjacency layers fail on a
+    text without entities (torch's attention returns no weights for zero keys): ours then finds
+    no entities and no relations, which is what the reference's other layers give."""
+    try:
+        return ref.predict_relations(text, LABELS, RELATIONS, **kwargs)
+    except AttributeError as err:
+        assert "'NoneType' object has no attribute 'dim'" in str(err)
+        assert ours == ([], [])
+        return ours
+
+
+def test_relations_are_found(pair):
+    """Guard on the fixtures: every layer finds relations at some thresholds."""
+    _, _, ours = pair
+    kwargs = dict(zip(["threshold", "adjacency_threshold", "relation_threshold"], THRESHOLDS[3]))
+    found = [ours.predict_relations(text, LABELS, RELATIONS, **kwargs)[1] for text in SENTENCES]
+    assert sum(map(len, found)) >= 3
+
+
+def test_relations_are_discriminative(reference_checkpoint):
+    """Guard on the fixtures: with the MLP adjacency layer the thresholds change the relations
+    found (some but not all pairs and types pass)."""
+    ckpt = reference_checkpoint(relations_layer="mlp", head_scale=HEAD_SCALE)
+    ours = GLiNER.from_pretrained(ckpt)
+    counts = {
+        t: sum(len(ours.predict_relations(s, LABELS, RELATIONS, threshold=t)[1]) for s in SENTENCES)
+        for t in (0.3, 0.5)
+    }
+    assert counts[0.3] > counts[0.5] > 0
+
+
+def test_batches_descriptions_and_entity_only_inference(pair):
+    """Several texts per batch as the reference's ``inference``; relation types given as
+    ``{label: description}`` read the descriptions; ``inference`` (entities only) on a relation
+    model is the reference's ``predict_entities``."""
+    _, ref, ours = pair
+    ref_ents, ref_rels = ref.inference(SENTENCES, LABELS, relations=RELATIONS, batch_size=4)
+    got = ours.extract_relations(SENTENCES, LABELS, RELATIONS, batch_size=4)
+    for text, want, out in zip(SENTENCES, zip(ref_ents, ref_rels), got):
+        assert_same(want, out, text)
+    descriptions = {f"rel{i}": description for i, description in enumerate(RELATIONS)}
+    renamed = ours.extract_relations(SENTENCES, LABELS, descriptions)
+    for plain, named in zip(got, renamed):
+        assert [descriptions[r["relation"]] for r in named[1]] == [r["relation"] for r in plain[1]]
+    for text in SENTENCES:
+        want_ents = ref.predict_entities(text, LABELS, threshold=0.5)
+        got_ents = ours.predict_entities(text, LABELS, threshold=0.5)
+        assert_same((want_ents, []), (got_ents, []), text)
+        assert ours.predict_relations(text, LABELS, [])[1] == []
+
+
+def test_saved_checkpoint_loads_in_the_reference(pair, tmp_path):
+    """A relex model saved by spacy-gliner loads in the reference with the same outputs."""
+    _, _, ours = pair
+    ours.save_pretrained(tmp_path / "ckpt")
+    ref = ref_gliner.GLiNER.from_pretrained(str(tmp_path / "ckpt"), local_files_only=True)
+    ref.eval()
+    assert type(ref.model).__name__ == "UniEncoderSpanRelexModel"
+    for text in SENTENCES[1:3]:
+        want = ref.predict_relations(text, LABELS, RELATIONS, threshold=0.4, flat_ner=False)
+        got = ours.predict_relations(text, LABELS, RELATIONS, threshold=0.4, flat_ner=False)
+        assert_same(want, got, text)
+
+
+def _candidates(result, shift: int = 0) -> dict[tuple, float]:
+    return {
+        (*(h + shift), *(t + shift), int(label)): float(score)
+        for h, t, label, score in zip(result.heads, result.tails, result.labels, result.scores)
+    }
+
+
+def test_windows_find_relations_within_each_window(reference_checkpoint):
+    """A long text in small windows: its relation candidates are the union of those of each
+    window run as a text of its own (the highest score where windows overlap); the decoded
+    relations point at decoded entities of the text."""
+    ckpt = reference_checkpoint(relations_layer="mlp", head_scale=HEAD_SCALE)
+    ours = GLiNER.from_pretrained(ckpt)
+    words = _words(" ".join(SENTENCES[1:5]))
+    engine = ours.engine(EngineOptions(window_words=16, window_overlap=6))
+    relex = RelationEngine(engine)
+    labels, relations = LabelSet.from_labels(LABELS), LabelSet.from_labels(RELATIONS)
+    kwargs: dict[str, Any] = {
+        "thresholds": 0.4,
+        "adjacency_threshold": 0.5,
+        "relation_threshold": 0.4,
+    }
+    result = relex([words], labels, relations, **kwargs)[0]
+    windows = engine.plan_windows([words], labels)[0]
+    assert len(windows) >= 3
+    union: dict[tuple, float] = {}
+    for window in windows:
+        alone = relex([words[window.start : window.end]], labels, relations, **kwargs)[0]
+        for key, score in _candidates(alone, window.start).items():
+            union[key] = max(score, union.get(key, score))
+    found = _candidates(result)
+    assert found.keys() == union.keys() and len(found) >= 5
+    for key, score in found.items():
+        assert abs(score - union[key]) <= TOL
+    entities, decoded = result.decode(True, False)
+    assert decoded
+    for rel in decoded:
+        head, tail = entities[rel.head], entities[rel.tail]
+        assert (head[0], head[1]) != (tail[0], tail[1])
+        assert any(
+            w.start <= min(head[0], tail[0]) and max(head[1], tail[1]) < w.end for w in windows
+        )
+
+
+def test_relations_need_a_relation_model(default_checkpoint):
+    ours = GLiNER.from_pretrained(default_checkpoint)
+    with pytest.raises(ValueError, match="relation-extraction GLiNER checkpoint"):
+        ours.predict_relations("Barack Obama was born in Hawaii.", LABELS, RELATIONS)
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"relations_layer": "biaffine"}, "relations_layer 'biaffine' is none of"),
+        ({"relations_layer": "dot", "triples_layer": "DistMult"}, "triples_layer 'DistMult'"),
+    ],
+)
+def test_what_is_not_built_fails_at_load(reference_checkpoint, tmp_path, changes, message):
+    import json
+    import shutil
+
+    ckpt = reference_checkpoint(relations_layer="dot", head_scale=HEAD_SCALE)
+    copy = Path(shutil.copytree(ckpt, tmp_path / "ckpt"))
+    config = json.loads((copy / "gliner_config.json").read_text())
+    config.update(changes)
+    (copy / "gliner_config.json").write_text(json.dumps(config))
+    with pytest.raises(UnsupportedArchitecture, match=re.escape(message)):
+        GLiNER.from_pretrained(copy)
