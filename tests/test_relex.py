@@ -245,3 +245,112 @@ def test_what_is_not_built_fails_at_load(reference_checkpoint, tmp_path, changes
     (copy / "gliner_config.json").write_text(json.dumps(config))
     with pytest.raises(UnsupportedArchitecture, match=re.escape(message)):
         GLiNER.from_pretrained(copy)
+
+
+# ------------------------------------------------------------------------------ spaCy component
+def _doc(nlp, text: str):
+    from spacy.tokens import Doc
+
+    matches = list(WORD_RE.finditer(text))
+    spaces = [m.end() < len(text) and text[m.end()].isspace() for m in matches]
+    return Doc(nlp.vocab, words=[m.group() for m in matches], spaces=spaces)
+
+
+def _doc_relations(doc) -> list[tuple]:
+    """``doc._.rel`` as (head chars, head label, relation, tail chars, tail label), scores."""
+    ents = list(doc.ents)
+    keys = [
+        (
+            (ents[r["dep"]].start_char, ents[r["dep"]].end_char, ents[r["dep"]].label_),
+            r["relation"],
+            (ents[r["dest"]].start_char, ents[r["dest"]].end_char, ents[r["dest"]].label_),
+        )
+        for r in doc._.rel
+    ]
+    return list(zip(keys, [r["score"] for r in doc._.rel]))
+
+
+def _reference_relations(ref, text: str, **kwargs: Any) -> list[tuple]:
+    _, rels = ref.predict_relations(text, LABELS, RELATIONS, **kwargs)
+    return [
+        (
+            (
+                (r["head"]["start"], r["head"]["end"], r["head"]["type"]),
+                r["relation"],
+                (r["tail"]["start"], r["tail"]["end"], r["tail"]["type"]),
+            ),
+            r["score"],
+        )
+        for r in rels
+    ]
+
+
+def _assert_doc(doc, ref, text: str, **kwargs: Any) -> int:
+    ents, _ = ref.predict_relations(text, LABELS, RELATIONS, **kwargs)
+    assert [(e.start_char, e.end_char, e.label_) for e in doc.ents] == [
+        _entity_key(e) for e in ents
+    ]
+    got, want = _doc_relations(doc), _reference_relations(ref, text, **kwargs)
+    assert [k for k, _ in got] == [k for k, _ in want], text
+    np.testing.assert_allclose([s for _, s in got], [s for _, s in want], atol=TOL, rtol=0)
+    return len(want)
+
+
+def test_spacy_component_relations_docbin_and_round_trip(reference_checkpoint, tmp_path):
+    """``relations`` and thresholds as settings: ``doc.ents`` and ``doc._.rel`` (spacy-llm's
+    dep / dest / relation, plus score) as the reference's flat ``predict_relations``; ``doc._.rel``
+    survives a DocBin with user data and ``to_disk`` / ``spacy.load``."""
+    import spacy
+    from spacy.tokens import DocBin
+
+    ckpt = reference_checkpoint(relations_layer="mlp", head_scale=HEAD_SCALE)
+    ref = ref_gliner.GLiNER.from_pretrained(str(ckpt), local_files_only=True)
+    ref.eval()
+    settings = {"threshold": 0.4, "adjacency_threshold": 0.5, "relation_threshold": 0.45}
+    nlp = spacy.blank("en")
+    nlp.add_pipe(
+        "gliner",
+        config={"model": str(ckpt), "labels": LABELS, "relations": RELATIONS, **settings},
+    )
+    docs = [nlp(_doc(nlp, text)) for text in SENTENCES]
+    found = sum(_assert_doc(doc, ref, text, **settings) for doc, text in zip(docs, SENTENCES))
+    assert found >= 3
+    data = DocBin(docs=docs, store_user_data=True).to_bytes()
+    restored = list(DocBin().from_bytes(data).get_docs(nlp.vocab))
+    assert [list(d._.rel) for d in restored] == [d._.rel for d in docs]  # msgpack: tuples
+    nlp.to_disk(tmp_path / "pipeline")
+    again = spacy.load(tmp_path / "pipeline")
+    assert [again(_doc(again, t))._.rel for t in SENTENCES] == [d._.rel for d in docs]
+
+
+def test_spacy_component_one_threshold_and_descriptions(reference_checkpoint):
+    """One ``threshold`` serves entities, adjacency and relations; relation types given as
+    ``{label: description}`` are prompted with the description and reported by label."""
+    import spacy
+
+    ckpt = reference_checkpoint(relations_layer="dot", head_scale=HEAD_SCALE)
+    ref = ref_gliner.GLiNER.from_pretrained(str(ckpt), local_files_only=True)
+    ref.eval()
+    described = {f"rel{i}": description for i, description in enumerate(RELATIONS)}
+    nlp = spacy.blank("en")
+    nlp.add_pipe(
+        "gliner",
+        config={"model": str(ckpt), "labels": LABELS, "relations": described, "threshold": 0.55},
+    )
+    for text in SENTENCES:
+        doc = nlp(_doc(nlp, text))
+        want = _reference_relations(ref, text, threshold=0.55)
+        named = [(k[0], described[k[1]], k[2]) for k, _ in _doc_relations(doc)]
+        assert named == [k for k, _ in want], text
+
+
+def test_spacy_component_relations_need_a_relation_model(default_checkpoint):
+    import spacy
+
+    nlp = spacy.blank("en")
+    config = {"model": str(default_checkpoint), "labels": LABELS, "relations": RELATIONS}
+    nlp.add_pipe("gliner", config=config)
+    with pytest.raises(ValueError, match="not a relation-extraction GLiNER"):
+        nlp("Barack Obama was born in Hawaii.")
+    with pytest.raises(ValueError, match="relation_threshold must be a number"):
+        spacy.blank("en").add_pipe("gliner", config={**config, "relation_threshold": 2})

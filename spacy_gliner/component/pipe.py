@@ -21,10 +21,12 @@ from thinc.api import Model
 from ..engine import Engine, LabelSet, WordsResult
 from ..training.step import Rehearsal, Rows, make_rows, rehearse_step, train_step
 from .doc_labels import doc_label_set, group_by_label_set, register_doc_extensions
-from .docs import annotate, doc_words
+from .docs import doc_words
 from .examples import check_examples, collect_labels, training_texts
 from .progress import Progress
 from .registry import make_gliner_scorer, make_span_loss
+from .relations import annotate_doc, check_relation_model, find, register_relation_extension
+from .relations import relation_set as relation_settings
 from .settings import (
     INFERENCE_DEFAULTS,
     MODEL_DIR,
@@ -84,10 +86,12 @@ class GLiNERPipe(TrainablePipe):
         self._engine: Optional[Engine] = None
         self._train_progress = Progress("training steps")
         register_doc_extensions()
+        register_relation_extension()
 
     # ---------------------------------------------------------------- settings
     def _validate(self) -> None:
         self.label_set, _ = validate(self.cfg)
+        self.relation_set = relation_settings(self.cfg)
 
     @property
     def thresholds(self) -> list[float]:
@@ -146,6 +150,7 @@ class GLiNERPipe(TrainablePipe):
     def set_gliner(self, gliner: Any) -> None:
         """Use these weights (a ``spacy_gliner.GLiNER``), moved to the configured device; the
         settings that need the model (windows, dtype, label prompts) are checked now."""
+        check_relation_model(gliner, self.relation_set)
         gliner.to(device_of(self.cfg))
         engine = gliner.engine(engine_options(self.cfg))
         if self.label_set.names:
@@ -195,11 +200,10 @@ class GLiNERPipe(TrainablePipe):
         words, sentence_starts = zip(*(doc_words(doc) for doc in docs)) if docs else ((), ())
         results: list[Any] = [None] * len(docs)
         for labels, index in group_by_label_set(label_sets):
-            found = self.engine(
-                [words[i][0] for i in index],
-                labels,
-                thresholds=self._thresholds_for(labels),
-                sentence_starts=[sentence_starts[i] for i in index],
+            texts, starts = [words[i][0] for i in index], [sentence_starts[i] for i in index]
+            thresholds = self._thresholds_for(labels)
+            found = find(
+                self.engine, texts, labels, self.relation_set, thresholds, self.cfg, starts
             )
             for i, result in zip(index, found):
                 results[i] = result
@@ -210,11 +214,9 @@ class GLiNERPipe(TrainablePipe):
         return per_label_thresholds(self.cfg["threshold"], labels.names, strict)
 
     def set_annotations(self, docs: Iterable[Doc], results: list[WordsResult]) -> None:
-        cfg = self.cfg
         for doc, result in zip(docs, results):
             names = doc_label_set(doc, self.label_set).names
-            annotate(doc, result, names, cfg["spans_key"], cfg["ents"],
-                     cfg["flat_ner"], cfg["multi_label"])  # fmt: skip
+            annotate_doc(doc, result, names, self.relation_set.names, self.cfg)
 
     # ---------------------------------------------------------------- training
     def initialize(

@@ -187,7 +187,7 @@ class RelationEngine:
         gliner = self.engine.gliner
         device = gliner.device
         inputs = {k: v.to(device) for k, v in inputs.items()}
-        limit = torch.as_tensor(np.ascontiguousarray(per_label), dtype=torch.float32)
+        limit = torch.tensor(np.array(per_label), dtype=torch.float32)
         dtype = self.engine.options.dtype
         with (
             torch.autocast(device.type, dtype=dtype, enabled=dtype is not None),
