@@ -26,12 +26,13 @@ from .decode import Decoded
 from .engine import Engine, _attention, _eval_mode
 from .labels import LabelSet, check_prompt_text, group_table
 from .results import WordsResult
-from .score import collect_results, owned_candidates
+from .score import candidates_function, collect_results
 from .windows import Window
 
-# (text, head start, head end, tail start, tail end, relation label, score) of one batch.
+# Relation candidates: (text, head start, head end, tail start, tail end, label, score, head
+# entity label, tail entity label); the entity labels order token-level entities as the reference.
 Found = tuple[np.ndarray, ...]
-_KEYS = 6  # text, head start, head end, tail start, tail end, label
+_KEYS = 6  # text, head start, head end, tail start, tail end, label: a relation's identity
 
 
 class Relation(NamedTuple):
@@ -48,12 +49,13 @@ class RelexResult:
 
     Relation candidates are unique (head span, tail span, label) triples above the relation
     threshold, held as arrays (``heads`` / ``tails`` ``[N, 2]`` first and last word, ``labels``,
-    ``scores``) in the reference's order: head span, tail span (each by start, then end), label.
+    ``scores``) in the reference's order: head span, tail span (span models: each by start, then
+    end; token-level models: start, the label that formed the span, end), relation label.
     """
 
     def __init__(self, entities: WordsResult, relations: Found) -> None:
         self.entities = entities
-        hs, he, ts, te, self.labels, self.scores = relations
+        hs, he, ts, te, self.labels, self.scores = relations[:6]
         self.heads = np.stack([hs, he], axis=-1)
         self.tails = np.stack([ts, te], axis=-1)
 
@@ -136,7 +138,9 @@ class RelationEngine:
         tasks = make_tasks(tokens, windows, [len(prompt)], fixed)
         found, relation_parts, truncated = self._run_tasks(call, tasks)
         lengths = [len(w) for w in word_lists]
-        entities = collect_results(windows, lengths, found, truncated, 1, engine.max_width)
+        entities = collect_results(
+            windows, lengths, found, truncated, 1, engine.max_width, engine.output
+        )
         per_text = _collect_relations(relation_parts, len(word_lists))
         return [RelexResult(e, r) for e, r in zip(entities, per_text)]
 
@@ -147,6 +151,7 @@ class RelationEngine:
         limits = threshold_table(table, np.asarray(call.per_label))
         truncated = np.zeros(len(call.tokens), dtype=np.int64)
         found, relation_parts = [], []
+        candidates = candidates_function(engine.output, engine.max_width)
         with _eval_mode(engine.gliner.model):
             for batch in make_batches(tasks, engine.batch_size, engine.max_batch_tokens):
                 rows = [
@@ -158,11 +163,7 @@ class RelationEngine:
                     truncated[task.text] += n
                 out = self._run(inputs, call.per_label, call.adjacency_threshold)
                 probs = torch.sigmoid(out.logits.float())
-                found.append(
-                    owned_candidates(
-                        probs, batch, call.windows, call.tokens, table, limits, engine.max_width
-                    )
-                )
+                found.append(candidates(probs, batch, call.windows, call.tokens, table, limits))
                 relation_parts.append(
                     _batch_relations(out, batch, call.windows, call.relation_threshold)
                 )
@@ -206,38 +207,48 @@ def _batch_relations(
     keep = probs > threshold
     keep &= out.pair_mask.unsqueeze(-1) & out.relation_mask.unsqueeze(1)
     row, pair, label = torch.nonzero(keep, as_tuple=True)
-    score = probs[row, pair, label]
-    head = out.entity_spans[row, out.pair_idx[row, pair, 0]]  # [M, 2]
-    tail = out.entity_spans[row, out.pair_idx[row, pair, 1]]
+    head, tail = out.pair_idx[row, pair, 0], out.pair_idx[row, pair, 1]
     row_np = row.cpu().numpy()
     shift = np.array([windows[t.text][t.window].start for t in batch], dtype=np.int64)[row_np]
     text = np.array([t.text for t in batch], dtype=np.int64)[row_np]
-    head_np, tail_np = head.cpu().numpy() + shift[:, None], tail.cpu().numpy() + shift[:, None]
+    head_span = out.entity_spans[row, head].cpu().numpy() + shift[:, None]  # [M, 2]
+    tail_span = out.entity_spans[row, tail].cpu().numpy() + shift[:, None]
     return (
         text,
-        head_np[:, 0],
-        head_np[:, 1],
-        tail_np[:, 0],
-        tail_np[:, 1],
+        head_span[:, 0],
+        head_span[:, 1],
+        tail_span[:, 0],
+        tail_span[:, 1],
         label.cpu().numpy().astype(np.int64),
-        score.cpu().numpy().astype(np.float64),
+        probs[row, pair, label].cpu().numpy().astype(np.float64),
+        out.entity_labels[row, head].cpu().numpy().astype(np.int64),
+        out.entity_labels[row, tail].cpu().numpy().astype(np.int64),
     )
 
 
 def _collect_relations(parts: Sequence[Found], num_texts: int) -> list[Found]:
-    """Per text: unique (head, tail, label) relations, highest score kept, in reference order."""
-    if parts:
-        columns = [np.concatenate(c) for c in zip(*parts)]
-    else:
-        columns = [np.zeros(0, dtype=np.int64)] * _KEYS + [np.zeros(0, dtype=np.float64)]
-    keys, score = columns[:_KEYS], columns[_KEYS]
-    order = np.lexsort((-score, *reversed(keys)))
+    """Per text: each (head span, tail span, label) once, with its highest score, in the
+    reference's order: head (start, entity label, end), tail (same), relation label, where the
+    entity labels (token-level models: the labels that formed the spans; 0 for span models) are
+    those of the repeat that comes first, lexically by (head label, tail label), as the
+    reference's first occurrence (a span paired with itself under two labels included)."""
+    if not parts:
+        return [tuple(np.zeros(0, dtype=np.int64) for _ in range(6))] * num_texts
+    columns = [np.concatenate(c) for c in zip(*parts)]
+    keys, score, head_label, tail_label = columns[:_KEYS], columns[6], columns[7], columns[8]
+    order = np.lexsort(tuple(reversed(keys)))
     keys, score = [k[order] for k in keys], score[order]
+    head_label, tail_label = head_label[order], tail_label[order]
     first = np.ones(len(score), dtype=bool)
-    if len(score):
-        first[1:] = np.any([k[1:] != k[:-1] for k in keys], axis=0)
-    keys, score = [k[first] for k in keys], score[first]
-    bounds = np.searchsorted(keys[0], np.arange(num_texts + 1))
-    return [
-        tuple(k[bounds[t] : bounds[t + 1]] for k in [*keys[1:], score]) for t in range(num_texts)
-    ]
+    first[1:] = np.any([k[1:] != k[:-1] for k in keys], axis=0) if len(score) > 1 else True
+    starts = np.flatnonzero(first)
+    base = int(tail_label.max(initial=0)) + 1
+    rank = head_label * base + tail_label  # (head label, tail label), lexically
+    if len(starts):
+        score = np.maximum.reduceat(score, starts)
+        rank = np.minimum.reduceat(rank, starts)
+    text, hs, he, ts, te, label = (k[starts] for k in keys)
+    order = np.lexsort((label, te, rank % base, ts, he, rank // base, hs, text))
+    text, rest = text[order], [c[order] for c in (hs, he, ts, te, label, score)]
+    bounds = np.searchsorted(text, np.arange(num_texts + 1))
+    return [tuple(c[bounds[t] : bounds[t + 1]] for c in rest) for t in range(num_texts)]

@@ -7,7 +7,9 @@ The fields decide, never the saved ``model_type`` alone (the reference's own leg
 write a wrong one). A family plugs in here: a builder from (config, text encoder, labels encoder)
 to an ``nn.Module`` whose ``forward`` returns ``(logits, word_mask, label_mask)``, plus the name of
 the output kind the engine decodes (``"span"``: logits ``[B, W, K, C]``; ``"token"``: logits
-``[B, W, C, 3]``, per word and label the start, end and inside logits).
+``[B, W, C, 3]``, per word and label the start, end and inside logits). Relation-extraction
+families (``relations_layer`` set) add ``extract`` (``relex_model.RelexOutput``) and a ``check``
+that refuses layers they do not build (an unknown ``relations_layer``, any ``triples_layer``).
 
 Token-level checkpoints with ``represent_spans`` (an extra span classifier whose scores replace the
 start/end/inside decoding in the reference) are a separate architecture, not built here.
@@ -73,6 +75,14 @@ def _relex_model(config: GLiNERConfig, text: nn.Module, labels: nn.Module | None
     return SpanRelexModel(config, text, labels)
 
 
+def _token_relex_model(
+    config: GLiNERConfig, text: nn.Module, labels: nn.Module | None
+) -> nn.Module:
+    from .token_relex_model import TokenRelexModel
+
+    return TokenRelexModel(config, text, labels)
+
+
 def _relex_problem(data: Mapping[str, Any]) -> str:
     from .relation_layers import ADJACENCY_MODES, ALL_PAIRS
 
@@ -98,6 +108,9 @@ FAMILIES: dict[str, Family] = {
     "span-level relation extraction": Family(
         "span-level relation extraction", "span", _relex_model, _relex_problem
     ),
+    "token-level relation extraction": Family(
+        "token-level relation extraction", "token", _token_relex_model, _relex_problem
+    ),
 }
 
 
@@ -108,10 +121,6 @@ NOT_BUILT = {
         "reads the label prompt and the text in one pass, a separate context encoder turns the "
         "decoder's label-token states into label vectors, and inference keeps a key-value cache "
         "across calls, so none of spacy-gliner's encoder, prompt or batching code applies."
-    ),
-    "relation extraction": (
-        "Token-level relation-extraction models (relations_layer set, span_mode token_level) "
-        "are not implemented; span-level ones are."
     ),
     "(represent_spans)": (
         "Token-level models with represent_spans replace the start/end/inside decoding with an "

@@ -1,12 +1,14 @@
-"""The span-level relation-extraction GLiNER (gliner's ``UniEncoderSpanRelexModel``).
+"""Relation-extraction GLiNER models: gliner's ``UniEncoderSpanRelexModel`` (span-level) and
+``UniEncoderTokenRelexModel`` (token-level).
 
 The prompt holds the entity types, then the relation types:
-``<<ENT>> e1 <<ENT>> e2 ... <<SEP>> <<REL>> r1 <<REL>> r2 ... <<SEP>> words``. Entity scores are
-the span model's; the spans whose best entity probability passes the threshold become the
-entities of the relation step: their span vectors go through the adjacency layer
-(``relations_rep_layer``, unless ``relations_layer == "none"``: every ordered pair), the pairs
-above ``adjacency_threshold`` are scored against the relation vectors (read at the ``<<REL>>``
-tokens of the encoder output, without projection) by ``pair_rep_layer``.
+``<<ENT>> e1 <<ENT>> e2 ... <<SEP>> <<REL>> r1 <<REL>> r2 ... <<SEP>> words``. The entity head is
+the span model's (span x label logits) or the token model's (per word and label start / end /
+inside logits, after ``prompt_rep_layer``); its entities go through the shared relation step
+(:class:`RelationStep`): the adjacency layer (``relations_rep_layer``, unless
+``relations_layer == "none"``: every ordered pair), then ``pair_rep_layer`` scores the pairs
+above ``adjacency_threshold`` against the relation vectors, read at the ``<<REL>>`` tokens of the
+encoder output (no projection).
 """
 
 from __future__ import annotations
@@ -23,13 +25,17 @@ from .relation_layers import ALL_PAIRS, RelationsRepLayer, entity_pairs, pack_ro
 from .span_model import GLiNERModel
 from .words import enumerate_spans, gather_prompts
 
+Threshold = Union[float, Tensor]  # a number, or one per entity label [C]
+
 
 class RelexOutput(NamedTuple):
-    """One batch of a relation model. Entities are the selected spans of each row, packed in span
-    order (start, then end); pairs index them, row-major over (head, tail)."""
+    """One batch of a relation model. Entities are packed per row in the reference's order
+    (span models: start, end; token models: start, label, end, a span once per label that forms
+    it); pairs index them, row-major over (head, tail)."""
 
-    logits: Tensor  # [B, W, K, C] entity logits
+    logits: Tensor  # entity logits: [B, W, K, C] (span) or [B, W, C, 3] (token)
     entity_spans: Tensor  # [B, E, 2] (first word, last word inclusive); 0 on padding
+    entity_labels: Tensor  # [B, E] the label that formed each entity (token); 0 for span models
     entity_mask: Tensor  # [B, E]
     pair_idx: Tensor  # [B, N, 2] (head, tail) entity indices; -1 on padding
     pair_mask: Tensor  # [B, N]
@@ -37,7 +43,54 @@ class RelexOutput(NamedTuple):
     relation_mask: Tensor  # [B, R] relation types present in each row's prompt
 
 
-class SpanRelexModel(GLiNERModel):
+class RelationStep:
+    """The relation layers of a relex model, created on it with the reference's names
+    (``relations_rep_layer``, ``pair_rep_layer``), and the step that uses them."""
+
+    relations_rep_layer: nn.Module
+    pair_rep_layer: nn.Module
+    config: GLiNERConfig
+
+    def add_relation_layers(self) -> None:
+        cfg = self.config
+        dim = cfg.hidden_size
+        layer = cfg.relations_layer
+        if layer is not None and layer != ALL_PAIRS:
+            self.relations_rep_layer = RelationsRepLayer(dim, layer)
+        self.pair_rep_layer = projection_mlp(dim * 2, cfg.dropout, dim)
+
+    def relations(
+        self,
+        entities: Tensor,
+        entity_mask: Tensor,
+        hidden: Tensor,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        adjacency_threshold: float,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(pair_idx, pair_mask, relation_logits, relation_mask)`` for entity vectors
+        ``[B, E, D]``; a pair is scored when its adjacency probability is strictly above
+        ``adjacency_threshold`` (every pair of distinct entities for ``"none"``)."""
+        cfg = self.config
+        pairs = entity_mask.unsqueeze(2) & entity_mask.unsqueeze(1)  # [B, E, E]
+        if hasattr(self, "relations_rep_layer") and entities.size(1):
+            pairs &= self.relations_rep_layer(entities, entity_mask) > adjacency_threshold
+        pair_idx, pair_mask = entity_pairs(pairs)
+        shift = 0 if cfg.embed_rel_token else 1
+        relations, relation_mask = gather_prompts(
+            hidden, input_ids, attention_mask, cfg.rel_token_index, shift
+        )
+        rows = torch.arange(entities.size(0), device=entities.device).unsqueeze(1)
+        if entities.size(1) == 0:
+            entities = entities.new_zeros(entities.size(0), 1, entities.size(2))
+        head = entities[rows, pair_idx[..., 0].clamp_min(0)]  # [B, N, D]
+        tail = entities[rows, pair_idx[..., 1].clamp_min(0)]
+        pair_rep = self.pair_rep_layer(torch.cat([head, tail], dim=-1))
+        logits = torch.einsum("bnd,brd->bnr", pair_rep, relations)
+        return pair_idx, pair_mask, logits, relation_mask
+
+
+class SpanRelexModel(GLiNERModel, RelationStep):
     """Span-level GLiNER with relation extraction; attribute names follow the reference.
 
     ``forward`` is the span model's (entity logits only, for the engine's entity path);
@@ -48,11 +101,7 @@ class SpanRelexModel(GLiNERModel):
         self, config: GLiNERConfig, text_model: nn.Module, labels_model: nn.Module | None = None
     ) -> None:
         super().__init__(config, text_model, labels_model)
-        dim = config.hidden_size
-        layer = config.relations_layer
-        if layer is not None and layer != ALL_PAIRS:
-            self.relations_rep_layer = RelationsRepLayer(dim, layer)
-        self.pair_rep_layer = projection_mlp(dim * 2, config.dropout, dim)
+        self.add_relation_layers()
         use_fast_dropout(self)
 
     def extract(
@@ -61,15 +110,12 @@ class SpanRelexModel(GLiNERModel):
         attention_mask: Tensor,
         words_mask: Tensor,
         text_lengths: Tensor,
-        threshold: Union[float, Tensor] = 0.5,
+        threshold: Threshold = 0.5,
         adjacency_threshold: float = 0.5,
     ) -> RelexOutput:
-        """Entity logits, selected entities, entity pairs and relation logits of one batch.
-
-        A span is an entity when some label's probability is strictly above ``threshold`` (a
-        number, or one per label ``[C]``); a pair is scored when its adjacency probability is
-        strictly above ``adjacency_threshold``.
-        """
+        """Entity logits, entities, entity pairs and relation logits of one batch (the
+        reference path: span vectors, then their product with the label vectors). A span is an
+        entity when some label's probability is strictly above ``threshold``."""
         cfg = self.config
         hidden = self.token_rep_layer.encode_text(input_ids, attention_mask)  # [B, T, D]
         words, word_mask, prompts, _ = self.encode(
@@ -83,29 +129,11 @@ class SpanRelexModel(GLiNERModel):
         ends = torch.arange(words.size(1), device=words.device)[:, None] + width  # [W, K]
         valid = ends.flatten()[None, :] < lengths[:, None]  # [B, W*K]: spans inside the text
         limit = torch.as_tensor(threshold, dtype=logits.dtype, device=logits.device)
-        above = (torch.sigmoid(logits) > limit).any(-1).flatten(1)  # [B, W*K]
-        keep = above & valid
+        keep = (torch.sigmoid(logits) > limit).any(-1).flatten(1) & valid  # [B, W*K]
         entities, entity_mask = pack_rows(spans.flatten(1, 2), keep)  # [B, E, D]
         entity_spans, _ = pack_rows(span_idx, keep)  # [B, E, 2]
-        pairs = entity_mask.unsqueeze(2) & entity_mask.unsqueeze(1)  # [B, E, E]
-        if hasattr(self, "relations_rep_layer") and entities.size(1):
-            pairs &= self.relations_rep_layer(entities, entity_mask) > adjacency_threshold
-        pair_idx, pair_mask = entity_pairs(pairs)
-        shift = 0 if cfg.embed_rel_token else 1
-        relations, relation_mask = gather_prompts(
-            hidden, input_ids, attention_mask, cfg.rel_token_index, shift
+        step = self.relations(
+            entities, entity_mask, hidden, input_ids, attention_mask, adjacency_threshold
         )
-        rel_logits = self._pair_logits(entities, pair_idx, relations)
-        return RelexOutput(
-            logits, entity_spans, entity_mask, pair_idx, pair_mask, rel_logits, relation_mask
-        )
-
-    def _pair_logits(self, entities: Tensor, pair_idx: Tensor, relations: Tensor) -> Tensor:
-        """``[B, N, R]``: ``pair_rep_layer([head; tail])`` dotted with each relation vector."""
-        rows = torch.arange(entities.size(0), device=entities.device).unsqueeze(1)
-        if entities.size(1) == 0:
-            entities = entities.new_zeros(entities.size(0), 1, entities.size(2))
-        head = entities[rows, pair_idx[..., 0].clamp_min(0)]  # [B, N, D]
-        tail = entities[rows, pair_idx[..., 1].clamp_min(0)]
-        pair_rep = self.pair_rep_layer(torch.cat([head, tail], dim=-1))
-        return torch.einsum("bnd,brd->bnr", pair_rep, relations)
+        no_labels = torch.zeros_like(entity_mask, dtype=torch.long)
+        return RelexOutput(logits, entity_spans, no_labels, entity_mask, *step)
