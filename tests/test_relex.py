@@ -215,6 +215,32 @@ def test_saved_checkpoint_loads_in_the_reference(pair, tmp_path):
         assert_same(want, got, text)
 
 
+@pytest.mark.parametrize("span_mode", ["markerV0", "token_level"])
+def test_fresh_relation_model_loads_in_the_reference(bert_dir, tmp_path, span_mode):
+    """``GLiNER(GLiNERConfig(..., relations_layer))``: new heads and the reference's relation
+    prompt tokens; saved, the reference loads it as its relex model with the same outputs."""
+    from spacy_gliner import GLiNERConfig
+
+    data = {"model_name": str(bert_dir), "hidden_size": 32, "max_width": 4, "dropout": 0.0}
+    config = GLiNERConfig.from_dict({**data, "span_mode": span_mode, "relations_layer": "mlp"})
+    ours = GLiNER(config)
+    assert ours.config.is_relex and ours.config.rel_token_index == len(ours.tokenizer) - 1
+    ref = ref_gliner.GLiNER.from_pretrained(
+        str(ours.save_pretrained(tmp_path)), local_files_only=True
+    )
+    ref.eval()
+    level = "token" if span_mode == "token_level" else "span"
+    assert type(ref.model).__name__ == REFERENCE_CLASS[level]
+    kwargs = {"threshold": 0.3, "adjacency_threshold": 0.0, "relation_threshold": 0.0}
+    found = 0
+    for text in SENTENCES[1:3]:
+        want = ref.predict_relations(text, LABELS, RELATIONS, **kwargs)
+        found += assert_same(want, ours.predict_relations(text, LABELS, RELATIONS, **kwargs), text)[
+            1
+        ]
+    assert found > 0
+
+
 def _candidates(result, shift: int = 0) -> dict[tuple, float]:
     return {
         (*(h + shift), *(t + shift), int(label)): float(score)

@@ -1,5 +1,6 @@
 """The ``gliner`` spaCy component: Doc tokens -> GLiNER words -> scored spans -> ``doc.ents`` /
-``doc.spans``. Inference runs in the engine, training in ``spacy_gliner.training``."""
+``doc.spans`` (and ``doc._.rel`` with ``relations``: ``relations.py``). Inference runs in the
+engine, training in ``spacy_gliner.training``."""
 
 from __future__ import annotations
 
