@@ -54,6 +54,16 @@ def main() -> None:
         "--eval-limit", type=int, default=300, help="per evaluation set, demo recipe only"
     )
     parser.add_argument(
+        "--demo-train-sets",
+        default="",
+        help="the demo recipe's training sets (default: --train-sets)",
+    )
+    parser.add_argument(
+        "--train-limits",
+        default="",
+        help="per-set overrides of --train-limit, e.g. conll2003=6000,wnut17=2000 (demo only)",
+    )
+    parser.add_argument(
         "--dev-limit",
         type=int,
         default=100,
@@ -62,12 +72,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     full = args.recipe == "full"
+    limits = {
+        k: int(v)
+        for k, v in (item.split("=") for item in filter(None, args.train_limits.split(",")))
+    }
     vocab = Vocab()
     register_doc_extensions()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     train, dev = [], []
-    for name in filter(None, args.train_sets.split(",")):
-        docs = load(args.data_dir, name, "train", vocab, 0 if full else args.train_limit)
+    train_sets = args.train_sets if full or not args.demo_train_sets else args.demo_train_sets
+    for name in filter(None, train_sets.split(",")):
+        limit = limits.get(name, args.train_limit)
+        docs = load(args.data_dir, name, "train", vocab, 0 if full else limit)
         # Each sentence's negatives are its own dataset's other labels (the reference's
         # ner_negatives): every step then contrasts e.g. person with location, not with labels
         # of other domains. An unannotated mention of another dataset's type is no false negative.

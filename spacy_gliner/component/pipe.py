@@ -192,13 +192,13 @@ class GLiNERPipe(TrainablePipe):
         """One result per Doc. Docs with their own labels (``doc._.gliner_labels``) run with
         those; Docs that share a label set share encoder batches."""
         docs = list(docs)
+        words, sentence_starts = zip(*(doc_words(doc) for doc in docs)) if docs else ((), ())
         label_sets = [doc_label_set(doc, self.label_set) for doc in docs]
         if any(not labels.names for labels in label_sets):
             raise ValueError(
                 f"The '{self.name}' component has no labels: set labels in its config (or "
                 "doc._.gliner_labels on each Doc)."
             )
-        words, sentence_starts = zip(*(doc_words(doc) for doc in docs)) if docs else ((), ())
         results: list[Any] = [None] * len(docs)
         for labels, index in group_by_label_set(label_sets):
             texts, starts = [words[i][0] for i in index], [sentence_starts[i] for i in index]
