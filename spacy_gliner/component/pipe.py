@@ -19,14 +19,14 @@ from spacy.training import Example
 from spacy.util import minibatch
 from thinc.api import Model
 
-from ..engine import Engine, LabelSet, WordsResult
+from ..engine import Engine, LabelSet
 from ..training.step import Rehearsal, Rows, make_rows, rehearse_step, train_step
 from .doc_labels import doc_label_set, group_by_label_set, register_doc_extensions
 from .docs import doc_words
 from .examples import check_examples, collect_labels, training_texts
 from .progress import Progress
 from .registry import make_gliner_scorer, make_span_loss
-from .relations import annotate_doc, check_relation_model, find, register_relation_extension
+from .relations import Result, annotate_doc, check_relation_model, find, register_relation_extension
 from .relations import relation_set as relation_settings
 from .settings import (
     INFERENCE_DEFAULTS,
@@ -188,7 +188,7 @@ class GLiNERPipe(TrainablePipe):
             except Exception as err:
                 error_handler(self.name, self, docs, err)
 
-    def predict(self, docs: Iterable[Doc]) -> list[WordsResult]:
+    def predict(self, docs: Iterable[Doc]) -> list[Result]:
         """One result per Doc. Docs with their own labels (``doc._.gliner_labels``) run with
         those; Docs that share a label set share encoder batches."""
         docs = list(docs)
@@ -214,7 +214,7 @@ class GLiNERPipe(TrainablePipe):
         strict = labels == self.label_set
         return per_label_thresholds(self.cfg["threshold"], labels.names, strict)
 
-    def set_annotations(self, docs: Iterable[Doc], results: list[WordsResult]) -> None:
+    def set_annotations(self, docs: Iterable[Doc], results: Sequence[Result]) -> None:
         for doc, result in zip(docs, results):
             names = doc_label_set(doc, self.label_set).names
             annotate_doc(doc, result, names, self.relation_set.names, self.cfg)

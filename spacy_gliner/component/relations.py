@@ -23,6 +23,7 @@ from ..engine.relations import RelationEngine, RelexResult
 from .docs import annotate, word_tokens
 
 RELATION_EXTENSION = "rel"
+Result = Union[WordsResult, RelexResult]  # one Doc's result: entities, or entities and relations
 
 
 def register_relation_extension() -> None:
@@ -64,7 +65,7 @@ def find(
     thresholds: list[float],
     cfg: dict[str, Any],
     sentence_starts: Sequence[Sequence[int]],
-) -> Union[list[WordsResult], list[RelexResult]]:
+) -> Sequence[Result]:
     """Entity results, or entity and relation results when relation types are configured.
     ``adjacency_threshold`` / ``relation_threshold`` default to the ``threshold`` setting (its
     ``"default"`` when it is per label)."""
@@ -85,7 +86,7 @@ def find(
 
 def annotate_doc(
     doc: Doc,
-    result: Union[WordsResult, RelexResult],
+    result: Result,
     names: Sequence[str],
     relation_names: Sequence[str],
     cfg: dict[str, Any],
