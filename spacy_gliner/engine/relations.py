@@ -66,21 +66,28 @@ class RelexResult:
         reference's ``SpanRelexDecoder``: a relation is kept when both its spans are decoded
         entities, and points at the first decoded entity with each span's boundaries."""
         entities = self.entities.decode(flat_ner, multi_label)
-        first: dict[tuple[int, int], int] = {}
-        for i, (start, end, _, _) in enumerate(entities):
-            first.setdefault((start, end), i)
-        relations = []
+        if not entities or not len(self.scores):
+            return entities, []
+        spans = np.array([(start, end) for start, end, _, _ in entities], dtype=np.int64)
+        size = int(max(spans.max(), self.heads.max(), self.tails.max())) + 1
+        keys, first = np.unique(spans[:, 0] * size + spans[:, 1], return_index=True)
+        head, head_ok = _lookup(keys, first, self.heads[:, 0] * size + self.heads[:, 1])
+        tail, tail_ok = _lookup(keys, first, self.tails[:, 0] * size + self.tails[:, 1])
+        kept = np.flatnonzero(head_ok & tail_ok)
         rows = zip(
-            map(tuple, self.heads.tolist()),
-            map(tuple, self.tails.tolist()),
-            self.labels.tolist(),
-            self.scores.tolist(),
+            head[kept].tolist(),
+            self.labels[kept].tolist(),
+            tail[kept].tolist(),
+            self.scores[kept].tolist(),
         )
-        for head, tail, label, score in rows:
-            h, t = first.get(head), first.get(tail)  # type: ignore[call-overload]
-            if h is not None and t is not None:
-                relations.append(Relation(h, label, t, score))
-        return entities, relations
+        return entities, [Relation(*row) for row in rows]
+
+
+def _lookup(keys: np.ndarray, first: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, ...]:
+    """For each ``wanted`` key: the entity index stored for it in ``first`` (sorted unique
+    ``keys``), and whether it is there."""
+    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return first[at], keys[at] == wanted
 
 
 class _Call(NamedTuple):

@@ -33,16 +33,21 @@ class _Dot(nn.Module):
 
 
 class _MLP(nn.Module):
+    """``mlp``: ``sigmoid(mlp([x_i; x_j]))``. The first linear layer is applied per half
+    (``W[:, :D] x_i + W[:, D:] x_j + b``), the same map without the ``[B, E, E, 2D]``
+    concatenation of every pair."""
+
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(2 * dim, dim), nn.ReLU(), nn.Linear(dim, 1))
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        B, E, D = x.shape
-        pairs = torch.cat(
-            [x.unsqueeze(2).expand(B, E, E, D), x.unsqueeze(1).expand(B, E, E, D)], -1
-        )
-        return _pair_mask(torch.sigmoid(self.mlp(pairs).squeeze(-1)), mask)
+        first: nn.Linear = self.mlp[0]  # type: ignore[assignment]
+        dim = x.size(-1)
+        head = F.linear(x, first.weight[:, :dim], first.bias)  # [B, E, D]
+        tail = F.linear(x, first.weight[:, dim:])  # [B, E, D]
+        hidden = torch.relu(head.unsqueeze(2) + tail.unsqueeze(1))  # [B, E, E, D]
+        return _pair_mask(torch.sigmoid(self.mlp[2](hidden).squeeze(-1)), mask)
 
 
 class _Attention(nn.Module):

@@ -13,9 +13,10 @@ encoder output (no projection).
 
 from __future__ import annotations
 
-from typing import NamedTuple, Union
+from typing import NamedTuple, Union, cast
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import GLiNERConfig
@@ -80,14 +81,30 @@ class RelationStep:
         relations, relation_mask = gather_prompts(
             hidden, input_ids, attention_mask, cfg.rel_token_index, shift
         )
+        return pair_idx, pair_mask, self.pair_logits(entities, pair_idx, relations), relation_mask
+
+    def pair_logits(self, entities: Tensor, pair_idx: Tensor, relations: Tensor) -> Tensor:
+        """``[B, N, R]``: ``pair_rep_layer([head; tail]) . relation`` for every pair and relation
+        type. ``pair_rep_layer`` is Linear(2D, 4D), ReLU, Dropout, Linear(4D, D); its first layer
+        is applied per entity and half (``W[:, :2D]`` is ``[W_head, W_tail]``) and its last one
+        folded into the relation vectors (``(W h + b) . r = h . (W^T r) + b . r``): the same map
+        without a ``[B, N, 2D]`` concatenation or a per-pair ``4D x D`` product."""
+        layers = cast(nn.Sequential, self.pair_rep_layer)
+        first, dropout, last = cast(nn.Linear, layers[0]), layers[2], cast(nn.Linear, layers[3])
+        dim = entities.size(-1)
+        head_part = F.linear(entities, first.weight[:, :dim], first.bias)  # [B, E, 4D]
+        tail_part = F.linear(entities, first.weight[:, dim:])  # [B, E, 4D]
         rows = torch.arange(entities.size(0), device=entities.device).unsqueeze(1)
         if entities.size(1) == 0:
-            entities = entities.new_zeros(entities.size(0), 1, entities.size(2))
-        head = entities[rows, pair_idx[..., 0].clamp_min(0)]  # [B, N, D]
-        tail = entities[rows, pair_idx[..., 1].clamp_min(0)]
-        pair_rep = self.pair_rep_layer(torch.cat([head, tail], dim=-1))
-        logits = torch.einsum("bnd,brd->bnr", pair_rep, relations)
-        return pair_idx, pair_mask, logits, relation_mask
+            head_part = head_part.new_zeros(entities.size(0), 1, head_part.size(2))
+            tail_part = head_part
+        hidden = torch.relu(
+            head_part[rows, pair_idx[..., 0].clamp_min(0)]
+            + tail_part[rows, pair_idx[..., 1].clamp_min(0)]
+        )  # [B, N, 4D]
+        folded = torch.einsum("dk,brd->brk", last.weight, relations)  # [B, R, 4D]
+        offset = torch.einsum("d,brd->br", last.bias, relations)  # [B, R]
+        return torch.einsum("bnk,brk->bnr", dropout(hidden), folded) + offset.unsqueeze(1)
 
 
 class SpanRelexModel(GLiNERModel, RelationStep):
