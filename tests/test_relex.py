@@ -423,3 +423,37 @@ def test_spacy_component_relations_need_a_relation_model(default_checkpoint):
         nlp("Barack Obama was born in Hawaii.")
     with pytest.raises(ValueError, match="relation_threshold must be a number"):
         spacy.blank("en").add_pipe("gliner", config={**config, "relation_threshold": 2})
+
+
+def test_spacy_component_merge_threads_and_bad_relations(reference_checkpoint):
+    """``ents = "merge"``: ``doc._.rel`` indexes the final ``doc.ents`` and keeps only relations
+    whose entities are there; one ``nlp`` in several threads gives the sequential results; a
+    relation type holding a prompt token is refused when the component is built."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import spacy
+    from spacy.tokens import Span
+
+    ckpt = _checkpoint(reference_checkpoint, "span_mlp")
+    config = {"model": str(ckpt), "labels": LABELS, "relations": RELATIONS, "threshold": 0.4}
+    plain = spacy.blank("en")
+    plain.add_pipe("gliner", config=config)
+    merged = spacy.blank("en")
+    merged.add_pipe("gliner", config={**config, "ents": "merge"})
+    for text in SENTENCES[1:]:
+        want = plain(_doc(plain, text))
+        doc = _doc(merged, text)
+        doc.ents = [Span(doc, 0, 1, label="GIVEN")]  # wins over the model's entities there
+        doc = merged(doc)
+        spans = {(e.start, e.end) for e in doc.ents}
+        final = {(e.start_char, e.end_char, e.label_) for e in doc.ents}
+        kept = [k for k, _ in _doc_relations(want) if k[0] in final and k[2] in final]
+        assert [key for key, _ in _doc_relations(doc)] == kept
+        assert all((doc.ents[r["dep"]].start, doc.ents[r["dep"]].end) in spans for r in doc._.rel)
+    texts = [" ".join(SENTENCES[i:] + SENTENCES[:i]) for i in range(len(SENTENCES))]
+    sequential = [plain(_doc(plain, t))._.rel for t in texts]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        threaded = list(pool.map(lambda t: plain(_doc(plain, t))._.rel, texts * 2))
+    assert threaded == sequential * 2
+    with pytest.raises(ValueError, match="prompt token"):
+        spacy.blank("en").add_pipe("gliner", config={**config, "relations": ["a <<REL>> b"]})

@@ -4,9 +4,9 @@ relation-extraction checkpoint, and ``doc._.rel``.
 ``doc._.rel`` follows spacy-llm's relation convention: a list with one dict per relation,
 ``{"dep": i, "dest": j, "relation": label, "score": p}``, where ``i`` / ``j`` index the head and
 tail entity in ``doc.ents`` (after the component wrote them). Relations are decoded against the
-flat entity decoding that ``doc.ents`` receives; a relation whose head or tail is not in the
-final ``doc.ents`` (``ents = "merge"`` kept an existing entity there, or ``ents = "none"``) is
-left out. Each (head, tail, relation) appears once. Relations are found within an encoder
+flat entity decoding that ``doc.ents`` receives; a relation whose head or tail entity (span and
+label) is not in the final ``doc.ents`` (``ents = "merge"`` kept an existing entity there, or
+``ents = "none"``) is left out. Each (head, tail, relation) appears once. Relations are found within an encoder
 window (see ``spacy_gliner.engine.relations``): in long documents, entities that never share a
 window get none. Stored in a DocBin made with ``store_user_data=True``.
 """
@@ -20,7 +20,9 @@ from spacy.tokens import Doc
 
 from ..engine import Engine, LabelSet, WordsResult
 from ..engine.relations import RelationEngine, RelexResult
+from ..model.config import REL_TOKEN
 from .docs import annotate, word_tokens
+from .settings import PROMPT_TOKENS
 
 RELATION_EXTENSION = "rel"
 Result = Union[WordsResult, RelexResult]  # one Doc's result: entities, or entities and relations
@@ -43,9 +45,17 @@ def relation_set(cfg: dict[str, Any]) -> LabelSet:
     if not cfg["relations"]:
         return LabelSet((), ())
     try:
-        return LabelSet.from_labels(cfg["relations"])
+        relations = LabelSet.from_labels(cfg["relations"])
     except ValueError as err:
         raise ValueError(f"gliner: relations: {err}") from err
+    for prompt in relations.prompts:
+        found = [t for t in (*PROMPT_TOKENS, REL_TOKEN) if t in prompt]
+        if found:
+            raise ValueError(
+                f"gliner: relation {prompt!r} contains the prompt token(s) {found}, which the "
+                "model reads as prompt structure. Remove them from the relation type."
+            )
+    return relations
 
 
 def check_relation_model(gliner: Any, relations: LabelSet) -> None:
@@ -97,25 +107,33 @@ def annotate_doc(
     annotate(doc, entities, names, cfg["spans_key"], cfg["ents"], cfg["flat_ner"],
              cfg["multi_label"])  # fmt: skip
     if isinstance(result, RelexResult):
-        doc._.set(RELATION_EXTENSION, doc_relations(doc, result, relation_names))
+        doc._.set(RELATION_EXTENSION, doc_relations(doc, result, names, relation_names))
 
 
-def doc_relations(doc: Doc, result: RelexResult, names: Sequence[str]) -> list[dict[str, Any]]:
-    """``doc._.rel`` items for ``result`` (see the module docstring)."""
+def doc_relations(
+    doc: Doc, result: RelexResult, names: Sequence[str], relation_names: Sequence[str]
+) -> list[dict[str, Any]]:
+    """``doc._.rel`` items for ``result`` (see the module docstring); ``names``: the entity
+    labels, ``relation_names``: the relation labels."""
     token_index = word_tokens(doc)
     entities, relations = result.decode(True, False)
-    ent_of = {(ent.start, ent.end): i for i, ent in enumerate(doc.ents)}
+    ent_of = {(ent.start, ent.end, ent.label_): i for i, ent in enumerate(doc.ents)}
 
     def ent(k: int) -> Optional[int]:
-        start, end, _, _ = entities[k]
-        return ent_of.get((token_index[start], token_index[end] + 1))
+        start, end, label, _ = entities[k]
+        return ent_of.get((token_index[start], token_index[end] + 1, names[label]))
 
     items = []
     for rel in relations:
         dep, dest = ent(rel.head), ent(rel.tail)
         if dep is not None and dest is not None:
             items.append(
-                {"dep": dep, "dest": dest, "relation": names[rel.label], "score": float(rel.score)}
+                {
+                    "dep": dep,
+                    "dest": dest,
+                    "relation": relation_names[rel.label],
+                    "score": float(rel.score),
+                }
             )
     return items
 
