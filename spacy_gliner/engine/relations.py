@@ -21,8 +21,10 @@ import numpy as np
 import torch
 
 from ..io.tokenizers import Row, TextTokens
+from ..model.relex_model import RelexOutput
 from .batches import Task, make_batches, make_tasks, plan_text_windows, threshold_table
 from .decode import Decoded
+# _attention / _eval_mode: the engine's own run contexts, shared so both paths run the model alike
 from .engine import Engine, _attention, _eval_mode
 from .labels import LabelSet, check_prompt_text, group_table
 from .results import WordsResult
@@ -191,7 +193,7 @@ class RelationEngine:
         return ids
 
     @torch.inference_mode()
-    def _run(self, inputs: dict, per_label: np.ndarray, adjacency_threshold: float):
+    def _run(self, inputs: dict, per_label: np.ndarray, adjacency_threshold: float) -> RelexOutput:
         gliner = self.engine.gliner
         device = gliner.device
         inputs = {k: v.to(device) for k, v in inputs.items()}
@@ -207,7 +209,7 @@ class RelationEngine:
 
 
 def _batch_relations(
-    out, batch: Sequence[Task], windows: Sequence[Sequence[Window]], threshold: float
+    out: RelexOutput, batch: Sequence[Task], windows: Sequence[Sequence[Window]], threshold: float
 ) -> Found:
     """The scored (pair, relation) cells of one batch above ``threshold``, in document words."""
     probs = torch.sigmoid(out.relation_logits.float())  # [B, N, R]
