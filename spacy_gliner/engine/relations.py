@@ -9,6 +9,7 @@ documents only: further apart than a window's words) get no relation. A relation
 several overlapping windows is reported once, with its highest score. For a text that fits one
 window this is exactly the reference's ``inference`` (entities and relations).
 
+The model runs under the entity engine's own contexts (evaluation mode, attention backends).
 Thread safety: everything a call computes lives in the call; the engine holds only settings.
 """
 
@@ -24,7 +25,6 @@ from ..io.tokenizers import Row, TextTokens
 from ..model.relex_model import RelexOutput
 from .batches import Task, make_batches, make_tasks, plan_text_windows, threshold_table
 from .decode import Decoded
-# _attention / _eval_mode: the engine's own run contexts, shared so both paths run the model alike
 from .engine import Engine, _attention, _eval_mode
 from .labels import LabelSet, check_prompt_text, group_table
 from .results import WordsResult
