@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
 from .engine import Engine, EngineOptions, LabelSet
+from .engine.relations import RelationEngine
 from .io.model_files import ModelFiles
 from .model.config import GLiNERConfig
 
@@ -65,31 +66,132 @@ class GLiNER(ModelFiles):
         if isinstance(texts, str):
             texts = [texts]  # as the reference does; iterating a str would score characters
         label_set = LabelSet.from_labels(labels)
-        splits = [
-            [(m.group(), m.start(), m.end()) for m in WORD_PATTERN.finditer(t)]
-            if isinstance(t, str)
-            else []
-            for t in texts
-        ]
+        splits = [_split(t) for t in texts]
         engine = self.engine(EngineOptions(batch_size=batch_size))
         words = [[w for w, _, _ in split] for split in splits]
         results = engine(words, label_set, thresholds=threshold)
+        return [
+            _entities(text, split, result.decode(flat_ner, multi_label), label_set)
+            for text, split, result in zip(texts, splits, results)
+        ]
+
+    def predict_relations(
+        self,
+        text: str,
+        labels: Labels,
+        relations: Labels,
+        *,
+        threshold: float = 0.5,
+        adjacency_threshold: float | None = None,
+        relation_threshold: float | None = None,
+        flat_ner: bool = True,
+        multi_label: bool = False,
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Entities and relations of ``text`` (relation-extraction checkpoints), as the
+        reference's ``predict_relations``; see :meth:`extract_relations`."""
+        return self.extract_relations(
+            [text],
+            labels,
+            relations,
+            threshold=threshold,
+            adjacency_threshold=adjacency_threshold,
+            relation_threshold=relation_threshold,
+            flat_ner=flat_ner,
+            multi_label=multi_label,
+        )[0]
+
+    def extract_relations(
+        self,
+        texts: Sequence[str],
+        labels: Labels,
+        relations: Labels,
+        *,
+        threshold: float = 0.5,
+        adjacency_threshold: float | None = None,
+        relation_threshold: float | None = None,
+        flat_ner: bool = True,
+        multi_label: bool = False,
+        batch_size: int = 8,
+    ) -> list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+        """Per text, ``(entities, relations)``: entities as :meth:`inference` gives them;
+        relations as ``{"head": {...}, "tail": {...}, "relation", "score"}``, head and tail
+        holding ``start``, ``end``, ``text``, ``type`` and ``entity_idx`` (the index into the
+        entities). ``threshold`` serves entities, adjacency and relations unless
+        ``adjacency_threshold`` / ``relation_threshold`` are given. Relations are found within
+        an encoder window (long texts: see ``spacy_gliner.engine.relations``)."""
+        if isinstance(texts, str):
+            texts = [texts]
+        label_set, relation_set = LabelSet.from_labels(labels), _relation_set(relations)
+        splits = [_split(t) for t in texts]
+        engine = RelationEngine(self.engine(EngineOptions(batch_size=batch_size)))
+        results = engine(
+            [[w for w, _, _ in split] for split in splits],
+            label_set,
+            relation_set,
+            thresholds=threshold,
+            adjacency_threshold=_or(adjacency_threshold, threshold),
+            relation_threshold=_or(relation_threshold, threshold),
+        )
         output = []
         for text, split, result in zip(texts, splits, results):
-            ents = []
-            for start, end, label, score in result.decode(flat_ner, multi_label):
-                a, b = split[start][1], split[end][2]
-                ents.append(
-                    {
-                        "start": a,
-                        "end": b,
-                        "text": text[a:b],
-                        "label": label_set.names[label],
-                        "score": score,
-                    }
-                )
-            output.append(ents)
+            decoded, found = result.decode(flat_ner, multi_label)
+            ents = _entities(text, split, decoded, label_set)
+            rels = [
+                {
+                    "head": _endpoint(ents, r.head),
+                    "tail": _endpoint(ents, r.tail),
+                    "relation": relation_set.names[r.label],
+                    "score": r.score,
+                }
+                for r in found
+            ]
+            output.append((ents, rels))
         return output
+
+
+def _split(text: Any) -> list[tuple[str, int, int]]:
+    """Words of ``text`` with their character offsets (none for a non-string)."""
+    if not isinstance(text, str):
+        return []
+    return [(m.group(), m.start(), m.end()) for m in WORD_PATTERN.finditer(text)]
+
+
+def _entities(text: str, split: list, decoded: list, label_set: LabelSet) -> list[dict[str, Any]]:
+    ents = []
+    for start, end, label, score in decoded:
+        a, b = split[start][1], split[end][2]
+        ents.append(
+            {
+                "start": a,
+                "end": b,
+                "text": text[a:b],
+                "label": label_set.names[label],
+                "score": score,
+            }
+        )
+    return ents
+
+
+def _endpoint(ents: list[dict[str, Any]], index: int) -> dict[str, Any]:
+    ent = ents[index]
+    return {
+        "start": ent["start"],
+        "end": ent["end"],
+        "text": ent["text"],
+        "type": ent["label"],
+        "entity_idx": index,
+    }
+
+
+def _relation_set(relations: Labels) -> LabelSet:
+    """Relation types as a label set; an empty list is allowed (entities only)."""
+    if isinstance(relations, (list, tuple, dict)) and not relations:
+        return LabelSet((), ())
+    return LabelSet.from_labels(relations)
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 __all__ = ["GLiNER", "GLiNERConfig"]

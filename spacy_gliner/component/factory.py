@@ -19,13 +19,14 @@ install_handler()
 
 @Language.factory(
     "gliner",
-    assigns=["doc.ents", "doc.spans"],
+    assigns=["doc.ents", "doc.spans", "doc._.rel"],
     default_config=DEFAULT_CONFIG,
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
 )
 def make_gliner(
-    nlp: Language, name: str, model: Union[Model, str, None], labels: Labels,
-    threshold: Union[float, dict[str, float]], flat_ner: bool, multi_label: bool,
+    nlp: Language, name: str, model: Union[Model, str, None], labels: Labels, relations: Labels,
+    threshold: Union[float, dict[str, float]], adjacency_threshold: Optional[float],
+    relation_threshold: Optional[float], flat_ner: bool, multi_label: bool,
     spans_key: Optional[str], ents: str, batch_size: int, window_overlap: Optional[int],
     window_words: Optional[int], max_labels_per_pass: Optional[int], device: Optional[str],
     dtype: str, cache_dir: Optional[str], scorer: Optional[Callable], loss: Callable,
@@ -34,8 +35,10 @@ def make_gliner(
     max_neg_type_ratio: Optional[int], rehearsal_labels: list[str], rehearsal_weight: float,
     seed: int, skip_bad_examples: bool,
 ) -> GLiNERPipe:  # fmt: skip
-    """Zero-shot NER with GLiNER. ``model``: the ``spacy_gliner.GLiNERModel.v1`` block, or a
-    checkpoint (hub id or directory) as a shortcut for it; loaded by ``initialize`` or on first use."""
+    """Zero-shot NER with GLiNER (and relation extraction into ``doc._.rel`` with ``relations``
+    and a relation-extraction checkpoint). ``model``: the ``spacy_gliner.GLiNERModel.v1`` block,
+    or a checkpoint (hub id or directory) as a shortcut for it; loaded by ``initialize`` or on
+    first use."""
     values: dict[str, Any] = dict(locals())
     block = model if isinstance(model, Model) else build_gliner_model(model)
     settings = {key: values[key] for key in INFERENCE_DEFAULTS}

@@ -1,5 +1,6 @@
 """The ``gliner`` spaCy component: Doc tokens -> GLiNER words -> scored spans -> ``doc.ents`` /
-``doc.spans``. Inference runs in the engine, training in ``spacy_gliner.training``."""
+``doc.spans`` (and ``doc._.rel`` with ``relations``: ``relations.py``). Inference runs in the
+engine, training in ``spacy_gliner.training``."""
 
 from __future__ import annotations
 
@@ -18,13 +19,15 @@ from spacy.training import Example
 from spacy.util import minibatch
 from thinc.api import Model
 
-from ..engine import Engine, LabelSet, WordsResult
+from ..engine import Engine, LabelSet
 from ..training.step import Rehearsal, Rows, make_rows, rehearse_step, train_step
 from .doc_labels import doc_label_set, group_by_label_set, register_doc_extensions
-from .docs import annotate, doc_words
+from .docs import doc_words
 from .examples import check_examples, collect_labels, training_texts
 from .progress import Progress
 from .registry import make_gliner_scorer, make_span_loss
+from .relations import Result, annotate_doc, check_relation_model, find, register_relation_extension
+from .relations import relation_set as relation_settings
 from .settings import (
     INFERENCE_DEFAULTS,
     MODEL_DIR,
@@ -84,10 +87,12 @@ class GLiNERPipe(TrainablePipe):
         self._engine: Optional[Engine] = None
         self._train_progress = Progress("training steps")
         register_doc_extensions()
+        register_relation_extension()
 
     # ---------------------------------------------------------------- settings
     def _validate(self) -> None:
         self.label_set, _ = validate(self.cfg)
+        self.relation_set = relation_settings(self.cfg)
 
     @property
     def thresholds(self) -> list[float]:
@@ -146,6 +151,7 @@ class GLiNERPipe(TrainablePipe):
     def set_gliner(self, gliner: Any) -> None:
         """Use these weights (a ``spacy_gliner.GLiNER``), moved to the configured device; the
         settings that need the model (windows, dtype, label prompts) are checked now."""
+        check_relation_model(gliner, self.relation_set)
         gliner.to(device_of(self.cfg))
         engine = gliner.engine(engine_options(self.cfg))
         if self.label_set.names:
@@ -182,7 +188,7 @@ class GLiNERPipe(TrainablePipe):
             except Exception as err:
                 error_handler(self.name, self, docs, err)
 
-    def predict(self, docs: Iterable[Doc]) -> list[WordsResult]:
+    def predict(self, docs: Iterable[Doc]) -> list[Result]:
         """One result per Doc. Docs with their own labels (``doc._.gliner_labels``) run with
         those; Docs that share a label set share encoder batches."""
         docs = list(docs)
@@ -195,11 +201,10 @@ class GLiNERPipe(TrainablePipe):
             )
         results: list[Any] = [None] * len(docs)
         for labels, index in group_by_label_set(label_sets):
-            found = self.engine(
-                [words[i][0] for i in index],
-                labels,
-                thresholds=self._thresholds_for(labels),
-                sentence_starts=[sentence_starts[i] for i in index],
+            texts, starts = [words[i][0] for i in index], [sentence_starts[i] for i in index]
+            thresholds = self._thresholds_for(labels)
+            found = find(
+                self.engine, texts, labels, self.relation_set, thresholds, self.cfg, starts
             )
             for i, result in zip(index, found):
                 results[i] = result
@@ -209,12 +214,10 @@ class GLiNERPipe(TrainablePipe):
         strict = labels == self.label_set
         return per_label_thresholds(self.cfg["threshold"], labels.names, strict)
 
-    def set_annotations(self, docs: Iterable[Doc], results: list[WordsResult]) -> None:
-        cfg = self.cfg
+    def set_annotations(self, docs: Iterable[Doc], results: Sequence[Result]) -> None:
         for doc, result in zip(docs, results):
             names = doc_label_set(doc, self.label_set).names
-            annotate(doc, result, names, cfg["spans_key"], cfg["ents"],
-                     cfg["flat_ner"], cfg["multi_label"])  # fmt: skip
+            annotate_doc(doc, result, names, self.relation_set.names, self.cfg)
 
     # ---------------------------------------------------------------- training
     def initialize(

@@ -24,7 +24,10 @@ PROMPT_TOKENS = ("<<ENT>>", "<<SEP>>", "[FLERT]")
 
 INFERENCE_DEFAULTS: dict[str, Any] = {
     "labels": [],
+    "relations": [],
     "threshold": 0.5,
+    "adjacency_threshold": None,
+    "relation_threshold": None,
     "flat_ner": True,
     "multi_label": False,
     "spans_key": "sc",

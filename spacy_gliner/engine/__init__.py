@@ -2,6 +2,15 @@
 
 from .engine import Engine, EngineOptions, predict_words
 from .labels import LabelSet
+from .relations import RelationEngine, RelexResult
 from .results import WordsResult
 
-__all__ = ["Engine", "EngineOptions", "LabelSet", "WordsResult", "predict_words"]
+__all__ = [
+    "Engine",
+    "EngineOptions",
+    "LabelSet",
+    "RelationEngine",
+    "RelexResult",
+    "WordsResult",
+    "predict_words",
+]

@@ -51,22 +51,36 @@ def load_tokenizer(
 
 
 def add_special_tokens(tokenizer: Any, config: GLiNERConfig) -> None:
-    """Add ``[FLERT]``, ``<<ENT>>``, ``<<SEP>>``; record ``class_token_index`` / ``vocab_size``."""
-    tokenizer.add_tokens([*SPECIAL_TOKENS, config.ent_token, config.sep_token], special_tokens=True)
-    config.class_token_index = len(tokenizer) - 2
+    """Add ``[FLERT]``, ``<<ENT>>``, ``<<SEP>>`` (relation models: ``<<ENT>>``, ``<<SEP>>``,
+    ``<<REL>>``, as the reference); record ``class_token_index`` (``rel_token_index``) and
+    ``vocab_size``."""
+    if config.is_relex:
+        tokenizer.add_tokens(
+            [config.ent_token, config.sep_token, config.rel_token], special_tokens=True
+        )
+        config.class_token_index = len(tokenizer) - 3
+        config.extra["rel_token_index"] = len(tokenizer) - 1
+    else:
+        tokens = [*SPECIAL_TOKENS, config.ent_token, config.sep_token]
+        tokenizer.add_tokens(tokens, special_tokens=True)
+        config.class_token_index = len(tokenizer) - 2
     config.vocab_size = len(tokenizer)
 
 
 def check_special_tokens(tokenizer: Any, config: GLiNERConfig, source: str) -> None:
     """Raise if the tokenizer does not hold the checkpoint's ``<<ENT>>`` at ``class_token_index``."""
-    ent_id = tokenizer.convert_tokens_to_ids(config.ent_token)
-    if ent_id != config.class_token_index or ent_id == tokenizer.unk_token_id:
-        raise CheckpointError(
-            f"The tokenizer for {source} maps {config.ent_token!r} to id {ent_id}, but the "
-            f"checkpoint's class_token_index is {config.class_token_index} (tokenizer length "
-            f"{len(tokenizer)}). The checkpoint's tokenizer files are missing or belong to another "
-            "model: save the tokenizer that was used in training next to gliner_config.json."
-        )
+    expected = [(config.ent_token, config.class_token_index, "class_token_index")]
+    if config.is_relex:
+        expected.append((config.rel_token, config.rel_token_index, "rel_token_index"))
+    for token, index, field in expected:
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if token_id != index or token_id == tokenizer.unk_token_id:
+            raise CheckpointError(
+                f"The tokenizer for {source} maps {token!r} to id {token_id}, but the "
+                f"checkpoint's {field} is {index} (tokenizer length {len(tokenizer)}). The "
+                "checkpoint's tokenizer files are missing or belong to another model: save the "
+                "tokenizer that was used in training next to gliner_config.json."
+            )
 
 
 def max_sequence_tokens(tokenizer: Any, encoder_config: Any) -> int:
@@ -139,15 +153,27 @@ class PromptTokenizer:
     def reserved_tokens(self) -> list[str]:
         """Strings a label prompt must not contain."""
         specials = [str(t) for t in getattr(self.tokenizer, "all_special_tokens", [])]
-        return [self.config.ent_token, self.config.sep_token, *SPECIAL_TOKENS, *specials]
+        cfg = self.config
+        relex = [cfg.rel_token] if cfg.is_relex else []
+        return [cfg.ent_token, cfg.sep_token, *relex, *SPECIAL_TOKENS, *specials]
 
-    def prompt_words(self, labels: Sequence[str]) -> list[str]:
-        if self.config.is_bi_encoder:
+    def prompt_words(self, labels: Sequence[str], relations: Sequence[str] = ()) -> list[str]:
+        """``<<ENT>> l1 <<ENT>> l2 ... <<SEP>>``; relation models add their relation part,
+        ``<<REL>> r1 <<REL>> r2 ... <<SEP>>`` (empty but for ``<<SEP>>`` without relations)."""
+        cfg = self.config
+        if cfg.is_bi_encoder:
             return []
         words: list[str] = []
         for label in labels:
-            words += [self.config.ent_token, label]
-        return [*words, self.config.sep_token]
+            words += [cfg.ent_token, label]
+        words.append(cfg.sep_token)
+        if cfg.is_relex:
+            for relation in relations:
+                words += [cfg.rel_token, relation]
+            words.append(cfg.sep_token)
+        elif relations:
+            raise ValueError("Relation types need a relation-extraction model (relations_layer).")
+        return words
 
     def word_token_counts(self, words: Sequence[str]) -> np.ndarray:
         """Number of sub-tokens of each word (0 is possible, e.g. a lone combining accent)."""
@@ -162,11 +188,14 @@ class PromptTokenizer:
     def prompt_token_count(self, labels: Sequence[str]) -> int:
         return int(self.word_token_counts(self.prompt_words(labels)).sum())
 
-    def prompt_ids(self, label_groups: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        """Sub-token ids of each group's prompt (empty for bi-encoders)."""
+    def prompt_ids(
+        self, label_groups: Sequence[Sequence[str]], relations: Sequence[str] = ()
+    ) -> list[np.ndarray]:
+        """Sub-token ids of each group's prompt (empty for bi-encoders); ``relations``: the
+        relation types every prompt of a relation model ends with."""
         if self.config.is_bi_encoder or not label_groups:
             return [np.zeros(0, dtype=np.int64) for _ in label_groups]
-        words = [self.prompt_words(group) for group in label_groups]
+        words = [self.prompt_words(group, relations) for group in label_groups]
         enc = self.tokenizer(
             words, is_split_into_words=True, add_special_tokens=False, verbose=False
         )

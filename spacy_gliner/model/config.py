@@ -13,6 +13,7 @@ TOKEN_LEVEL = "token_level"  # span_mode of token-level models (no span represen
 SUBTOKEN_POOLING = ("first", "last", "mean", "max")
 # The reference dispatches on this saved model_type (and on fields only, for every other one).
 STREAMING_MODEL_TYPE = "gliner_streaming_span"
+REL_TOKEN = "<<REL>>"  # the reference's default relation prompt token
 # Fields the reference writes but that our span model does not use; kept so they round-trip.
 _PASSTHROUGH_DEFAULTS: dict[str, Any] = {
     "span_encoder_config": None,
@@ -93,6 +94,29 @@ class GLiNERConfig:
     @property
     def is_bi_encoder(self) -> bool:
         return bool(self.labels_encoder)
+
+    @property
+    def relations_layer(self) -> Optional[str]:
+        """Relation-extraction models: the adjacency layer (``"none"``: every entity pair)."""
+        return self.extra.get("relations_layer")
+
+    @property
+    def is_relex(self) -> bool:
+        return self.relations_layer is not None
+
+    @property
+    def rel_token(self) -> str:
+        """The relation prompt token of relation-extraction models."""
+        return str(self.extra.get("rel_token", REL_TOKEN))
+
+    @property
+    def rel_token_index(self) -> int:
+        return int(self.extra.get("rel_token_index", -1))
+
+    @property
+    def embed_rel_token(self) -> bool:
+        """Relation vectors from the ``<<REL>>`` token itself (else from the token after it)."""
+        return bool(self.extra.get("embed_rel_token", True))
 
     @property
     def fusion_schema(self) -> list:

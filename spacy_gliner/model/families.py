@@ -7,7 +7,9 @@ The fields decide, never the saved ``model_type`` alone (the reference's own leg
 write a wrong one). A family plugs in here: a builder from (config, text encoder, labels encoder)
 to an ``nn.Module`` whose ``forward`` returns ``(logits, word_mask, label_mask)``, plus the name of
 the output kind the engine decodes (``"span"``: logits ``[B, W, K, C]``; ``"token"``: logits
-``[B, W, C, 3]``, per word and label the start, end and inside logits).
+``[B, W, C, 3]``, per word and label the start, end and inside logits). Relation-extraction
+families (``relations_layer`` set) add ``extract`` (``relex_model.RelexOutput``) and a ``check``
+that refuses layers they do not build (an unknown ``relations_layer``, any ``triples_layer``).
 
 Token-level checkpoints with ``represent_spans`` (an extra span classifier whose scores replace the
 start/end/inside decoding in the reference) are a separate architecture, not built here.
@@ -30,9 +32,12 @@ class UnsupportedArchitecture(ValueError):
 
 @dataclass(frozen=True)
 class Family:
+    """``check``: why a configuration of this family cannot be built ("" when it can)."""
+
     name: str
     output: str
     build: Callable[[GLiNERConfig, nn.Module, nn.Module | None], nn.Module]
+    check: Callable[[Mapping[str, Any]], str] = lambda data: ""
 
 
 def architecture_of(data: Mapping[str, Any]) -> str:
@@ -64,11 +69,48 @@ def _token_model(config: GLiNERConfig, text: nn.Module, labels: nn.Module | None
     return TokenModel(config, text, labels)
 
 
+def _relex_model(config: GLiNERConfig, text: nn.Module, labels: nn.Module | None) -> nn.Module:
+    from .relex_model import SpanRelexModel
+
+    return SpanRelexModel(config, text, labels)
+
+
+def _token_relex_model(
+    config: GLiNERConfig, text: nn.Module, labels: nn.Module | None
+) -> nn.Module:
+    from .token_relex_model import TokenRelexModel
+
+    return TokenRelexModel(config, text, labels)
+
+
+def _relex_problem(data: Mapping[str, Any]) -> str:
+    from .relation_layers import ADJACENCY_MODES, ALL_PAIRS
+
+    layer = data.get("relations_layer")
+    if str(layer).lower() not in (*ADJACENCY_MODES, ALL_PAIRS):
+        return (
+            f"Its relations_layer {layer!r} is none of the reference's adjacency layers "
+            f"({', '.join(ADJACENCY_MODES)}) or {ALL_PAIRS!r} (every entity pair)."
+        )
+    if data.get("triples_layer") is not None:
+        return (
+            f"Its triples_layer {data['triples_layer']!r} (knowledge-graph triple scoring) is not "
+            "implemented; spacy-gliner scores relations with pair_rep_layer (triples_layer null)."
+        )
+    return ""
+
+
 FAMILIES: dict[str, Family] = {
     "span-level uni-encoder": Family("span-level uni-encoder", "span", _span_model),
     "span-level bi-encoder": Family("span-level bi-encoder", "span", _span_model),
     "token-level uni-encoder": Family("token-level uni-encoder", "token", _token_model),
     "token-level bi-encoder": Family("token-level bi-encoder", "token", _token_model),
+    "span-level relation extraction": Family(
+        "span-level relation extraction", "span", _relex_model, _relex_problem
+    ),
+    "token-level relation extraction": Family(
+        "token-level relation extraction", "token", _token_relex_model, _relex_problem
+    ),
 }
 
 
@@ -79,10 +121,6 @@ NOT_BUILT = {
         "reads the label prompt and the text in one pass, a separate context encoder turns the "
         "decoder's label-token states into label vectors, and inference keeps a key-value cache "
         "across calls, so none of spacy-gliner's encoder, prompt or batching code applies."
-    ),
-    "relation extraction": (
-        "Relation-extraction models (relations_layer set) add relation prompts, layers and "
-        "outputs that spacy-gliner does not implement."
     ),
     "(represent_spans)": (
         "Token-level models with represent_spans replace the start/end/inside decoding with an "
@@ -99,9 +137,10 @@ def family_of(data: Mapping[str, Any]) -> Family:
     """The family that builds this configuration; ``UnsupportedArchitecture`` naming it if none."""
     arch = architecture_of(data)
     family = FAMILIES.get(arch)
-    if family is None:
+    problem = family.check(data) if family is not None else ""
+    if family is None or problem:
         supported = ", ".join(FAMILIES)
-        why = next((text for end, text in NOT_BUILT.items() if arch.endswith(end)), "")
+        why = problem or next((text for end, text in NOT_BUILT.items() if arch.endswith(end)), "")
         raise UnsupportedArchitecture(
             f"This checkpoint is a {arch} GLiNER model (from its gliner_config.json: model_type "
             f"{data.get('model_type')!r}, span_mode {data.get('span_mode')!r}, relations_layer "

@@ -72,12 +72,16 @@ class WordsAndPrompts(nn.Module):
         text_lengths: torch.Tensor,
         labels_embeddings: torch.Tensor | None = None,
         labels_mask: torch.Tensor | None = None,
+        hidden: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Contextual word vectors [B, W, D] + mask [B, W], label vectors [B, C, D] + mask [B, C]."""
+        """Contextual word vectors [B, W, D] + mask [B, W], label vectors [B, C, D] + mask [B, C].
+        ``hidden``: the text encoder's sub-token vectors [B, T, D] when the caller already has
+        them (relation models read their relation prompts from the same vectors)."""
         cfg = self.config
         text_lengths = text_lengths.view(-1)
         num_words = int(text_lengths.max()) if text_lengths.numel() else 0
-        hidden = self.token_rep_layer.encode_text(input_ids, attention_mask)  # [B, T, D]
+        if hidden is None:
+            hidden = self.token_rep_layer.encode_text(input_ids, attention_mask)  # [B, T, D]
         if cfg.is_bi_encoder:
             if labels_embeddings is None or labels_mask is None:
                 raise ValueError("A bi-encoder GLiNER needs labels_embeddings and labels_mask.")
