@@ -7,7 +7,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
-from .engine import Engine, EngineOptions, LabelSet
+from .engine import Engine, EngineOptions, LabelSet, engine_dtype
 from .io.model_files import ModelFiles
 from .model.config import GLiNERConfig
 
@@ -20,7 +20,9 @@ class GLiNER(ModelFiles):
     """A GLiNER model: ``GLiNER(config)`` (fresh heads) or ``GLiNER.from_pretrained(...)``.
 
     ``predict_entities`` / ``inference`` split text into words with the reference's regex and run
-    the shared :class:`~spacy_gliner.engine.Engine` (one per batch size, reused across calls).
+    the shared :class:`~spacy_gliner.engine.Engine` (one per batch size and dtype, reused across
+    calls). ``dtype="int8"`` (CPU) runs an int8 copy of the model that its engine builds on first
+    use; this GLiNER's own weights stay float32.
     """
 
     def __init__(self, config: GLiNERConfig, **kwargs: Any) -> None:
@@ -44,11 +46,13 @@ class GLiNER(ModelFiles):
         threshold: float = 0.5,
         flat_ner: bool = True,
         multi_label: bool = False,
+        dtype: str = "float32",
     ) -> list[dict[str, Any]]:
         """Entities in ``text`` as ``{"start", "end", "text", "label", "score"}`` (char offsets)."""
         return self.inference(
-            [text], labels, threshold=threshold, flat_ner=flat_ner, multi_label=multi_label
-        )[0]
+            [text], labels, threshold=threshold, flat_ner=flat_ner, multi_label=multi_label,
+            dtype=dtype,
+        )[0]  # fmt: skip
 
     def inference(
         self,
@@ -58,10 +62,13 @@ class GLiNER(ModelFiles):
         threshold: float = 0.5,
         flat_ner: bool = True,
         multi_label: bool = False,
-        batch_size: int = 8,
+        batch_size: int | None = None,
+        dtype: str = "float32",
     ) -> list[list[dict[str, Any]]]:
         """Like the reference's ``inference``, but long texts are windowed instead of truncated.
-        Anything in ``texts`` that is not a string gets no entities (as in the reference)."""
+        Anything in ``texts`` that is not a string gets no entities (as in the reference).
+        ``batch_size``: rows per encoder call (default: ``EngineOptions``'); ``dtype``: "float32",
+        "bfloat16", "float16" (GPU only) or "int8" (CPU only)."""
         if isinstance(texts, str):
             texts = [texts]  # as the reference does; iterating a str would score characters
         label_set = LabelSet.from_labels(labels)
@@ -71,7 +78,8 @@ class GLiNER(ModelFiles):
             else []
             for t in texts
         ]
-        engine = self.engine(EngineOptions(batch_size=batch_size))
+        rows = {} if batch_size is None else {"batch_size": batch_size}
+        engine = self.engine(EngineOptions(**rows, dtype=engine_dtype(dtype)))
         words = [[w for w, _, _ in split] for split in splits]
         results = engine(words, label_set, thresholds=threshold)
         output = []

@@ -18,7 +18,7 @@ from spacy.training import Example
 from spacy.util import minibatch
 from thinc.api import Model
 
-from ..engine import Engine, EngineOptions, WordsResult
+from ..engine import Engine, WordsResult
 from ..training.step import Rehearsal, Rows, make_rows, rehearse_step, train_step
 from .docs import annotate, doc_words
 from .examples import check_examples, collect_labels, example_problem, example_text
@@ -29,6 +29,7 @@ from .settings import (
     MODEL_DIR,
     RUNTIME_SETTINGS,
     TrainingSettings,
+    engine_options,
     plain,
     validate,
 )
@@ -145,7 +146,7 @@ class GLiNERPipe(TrainablePipe):
         """Use these weights (a ``spacy_gliner.GLiNER``), moved to the configured device; the
         settings that need the model (windows, dtype, label prompts) are checked now."""
         gliner.to(self._device())
-        engine = gliner.engine(self._engine_options())
+        engine = gliner.engine(engine_options(self.cfg))
         if self.label_set.names:
             engine.label_plan(self.label_set)
         self._gliner, self._engine = gliner, engine
@@ -161,19 +162,6 @@ class GLiNERPipe(TrainablePipe):
 
         return get_torch_default_device()
 
-    def _engine_options(self) -> EngineOptions:
-        import torch
-
-        dtypes = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
-        cfg = self.cfg
-        return EngineOptions(
-            batch_size=cfg["batch_size"],
-            window_overlap=cfg["window_overlap"],
-            window_words=cfg["window_words"],
-            max_labels_per_pass=cfg["max_labels_per_pass"],
-            dtype=dtypes[cfg["dtype"]],
-        )
-
     @property
     def engine(self) -> Engine:
         """The inference engine of the loaded model with this component's settings (one per
@@ -181,7 +169,7 @@ class GLiNERPipe(TrainablePipe):
         if self._engine is None:
             with _LOCK:
                 if self._engine is None:
-                    self._engine = self.gliner.engine(self._engine_options())
+                    self._engine = self.gliner.engine(engine_options(self.cfg))
         return self._engine
 
     # ---------------------------------------------------------------- inference
@@ -311,6 +299,7 @@ class GLiNERPipe(TrainablePipe):
     ) -> dict[str, float]:
         """One gradient step on a batch. ``drop`` (spaCy's ``[training] dropout``) is the dropout
         of the GLiNER layers outside the encoder for this step; the encoder keeps its own."""
+        self._check_trainable()
         losses = {} if losses is None else losses
         losses.setdefault(self.name, 0.0)
         examples = list(examples)
@@ -328,6 +317,7 @@ class GLiNERPipe(TrainablePipe):
         self, examples: Iterable[Example], *, drop: float = 0.0, sgd: Any = None, losses: Any = None
     ) -> dict[str, float]:
         """Distil the starting model's scores for ``rehearsal_labels`` on unlabelled text."""
+        self._check_trainable()
         losses = {} if losses is None else losses
         losses.setdefault(self.name, 0.0)
         words = [w for w in (doc_words(eg.predicted)[0][0] for eg in examples) if w]
@@ -337,6 +327,15 @@ class GLiNERPipe(TrainablePipe):
         if sgd not in (None, False):
             self.finish_update(sgd)
         return losses
+
+    def _check_trainable(self) -> None:
+        if self.cfg["dtype"] == "int8":
+            raise ValueError(
+                f"The '{self.name}' component has dtype int8, which is for inference only (it "
+                "runs an int8 copy of the model, without gradients). Train with dtype float32 (the "
+                "default), then load the trained pipeline with int8: spacy.load(path, config="
+                f'{{"components": {{"{self.name}": {{"dtype": "int8"}}}}}}).'
+            )
 
     def finish_update(self, sgd: Any) -> None:
         """Apply the optimizer; the engine's cached label vectors follow the new weights."""

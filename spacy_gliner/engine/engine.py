@@ -28,6 +28,7 @@ import torch
 from ..io.tokenizers import Row, TextTokens, max_sequence_tokens
 from ..model.marker_scores import Workspace
 from .batches import Task, make_batches, make_tasks, plan_text_windows, threshold_table
+from .dtypes import check_dtype, scoring_model
 from .label_vectors import LabelVectors, pad_rows
 from .labels import LabelPlan, LabelSet, check_prompt_text, group_table, plan_label_groups
 from .results import WordsResult
@@ -63,7 +64,9 @@ class EngineOptions:
     ``window_words``: most words per window (default and upper bound: ``max_len``).
     ``max_labels_per_pass``: labels per prompt (default ``max_types``; bi-encoders 256).
     ``max_tokens``: the encoder's sub-token window (default: what the tokenizer and the encoder's
-    position embeddings allow). ``dtype``: autocast dtype, or None for the weights' own.
+    position embeddings allow). ``dtype``: autocast dtype (``torch.float16`` / ``torch.bfloat16``),
+    ``torch.qint8`` for dynamic int8 on CPU (``model/int8.py``: the engine runs its own int8 copy
+    of the model), or None for the weights' own (see ``engine_dtype``).
     """
 
     batch_size: int = 16
@@ -117,20 +120,23 @@ class Engine:
         )
         windows = CPU_BATCH_WINDOWS if gliner.device.type == "cpu" else GPU_BATCH_WINDOWS
         self.max_batch_tokens = int(options.max_batch_tokens or windows * self.max_tokens)
-        if options.dtype == torch.float16 and gliner.device.type == "cpu":
-            raise ValueError(
-                "gliner: dtype float16 runs on a GPU only (its CPU kernels are missing or slow): "
-                "on CPU use float32 (the default) or bfloat16, or set device to a GPU."
-            )
+        check_dtype(options.dtype, gliner.device)
+        int8 = options.dtype == torch.qint8
+        self.autocast_dtype = None if int8 else options.dtype
+        # The module the engine runs: the GLiNER's own, or (int8) the engine's quantized copy.
+        self.model = scoring_model(gliner.model, options.dtype)
         self.label_vectors = (
             LabelVectors(gliner.model, gliner.prompts) if self.is_bi_encoder else None
         )
         self._plans: dict[LabelSet, LabelPlan] = {}
 
     def clear_cache(self) -> None:
-        """Forget cached label vectors: call after changing the model's weights."""
+        """Forget cached label vectors (and rebuild the int8 copy): call after changing the
+        model's weights."""
         if self.label_vectors is not None:
             self.label_vectors.clear()
+        if self.model is not self.gliner.model:
+            self.model = scoring_model(self.gliner.model, self.options.dtype)
 
     # ------------------------------------------------------------------ labels
     def label_plan(self, labels: LabelSet) -> LabelPlan:
@@ -276,12 +282,12 @@ class Engine:
             inputs["labels_embeddings"], inputs["labels_mask"] = self.label_vectors.rows(
                 prompts, device
             )
-        dtype = self.options.dtype
+        dtype = self.autocast_dtype
         with (
             torch.autocast(device.type, dtype=dtype, enabled=dtype is not None),
             _attention(device),
         ):
-            logits, _, _ = self.gliner.model(**inputs, workspace=workspace)
+            logits, _, _ = self.model(**inputs, workspace=workspace)
         return torch.sigmoid(logits.float())
 
     # ------------------------------------------------------------------ reference-shaped scores
@@ -299,12 +305,12 @@ class Engine:
         if self.label_vectors is not None:
             rows = [self.label_vectors.group(tuple(labels), device) for labels in label_lists]
             inputs["labels_embeddings"], inputs["labels_mask"] = pad_rows(rows, device)
-        dtype = self.options.dtype
+        dtype = self.autocast_dtype
         with (
-            _eval_mode(gliner.model),
+            _eval_mode(self.model),
             torch.autocast(device.type, dtype=dtype, enabled=dtype is not None),
         ):
-            logits, _, _ = gliner.model(**inputs)
+            logits, _, _ = self.model(**inputs)
         probs = torch.sigmoid(logits.float()).cpu().numpy()
         pairs = zip(word_lists, label_lists)
         return [probs[i, : len(w), :, : len(lab)] for i, (w, lab) in enumerate(pairs)]
