@@ -58,8 +58,10 @@ _PLANS_LOCK = threading.Lock()  # module-level: engines stay picklable
 class EngineOptions:
     """How an engine batches and windows (validated by :class:`Engine`).
 
-    ``batch_size``: most rows (window x label group) per encoder call. ``max_batch_tokens``: most
-    padded sub-tokens per call (default 4 encoder windows on CPU, 32 on a GPU). ``window_overlap``:
+    ``batch_size``: most rows (window x label group) per encoder call; its default here is the
+    default of the component and of ``GLiNER.inference`` (on a GPU, 64-128 run faster).
+    ``max_batch_tokens``: most padded sub-tokens per call (default 4 encoder windows on CPU, which
+    also bounds the activation memory of long documents; 32 on a GPU). ``window_overlap``:
     words shared by consecutive windows (default ``2 * max_width``, never below ``max_width``).
     ``window_words``: most words per window (default and upper bound: ``max_len``).
     ``max_labels_per_pass``: labels per prompt (default ``max_types``; bi-encoders 256).
@@ -69,7 +71,7 @@ class EngineOptions:
     of the model), or None for the weights' own (see ``engine_dtype``).
     """
 
-    batch_size: int = 16
+    batch_size: int = 32  # bench/defaults_sweep.py; bench/README.md "Defaults"
     window_overlap: int | None = None
     window_words: int | None = None
     max_labels_per_pass: int | None = None
