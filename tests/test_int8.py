@@ -172,3 +172,23 @@ def test_int8_on_a_gpu_or_in_training_is_a_clear_error(trained, default_checkpoi
         nlp.update(examples, sgd=nlp.create_optimizer())
     with pytest.raises(ValueError, match="int8, which is for inference only"):
         pipe.rehearse(examples)
+
+
+def test_int8_copy_quantizes_the_linear_layers_it_should(default_checkpoint):
+    """Kept in float32: the encoder's feed-forward blocks and value projections (accuracy) and
+    markerV0's out_project (its weights are read as tensors); every other Linear runs int8."""
+    from spacy_gliner.model.int8 import Int8Linear, float32_linears, int8_copy
+
+    model = GLiNER.from_pretrained(default_checkpoint).model
+    copy = int8_copy(model)
+    kept = float32_linears(model)
+    layer = "token_rep_layer.bert_layer.model.encoder.layer.0."
+    assert {layer + "intermediate.dense", layer + "output.dense"} <= kept
+    assert layer + "attention.self.value" in kept
+    assert "span_rep_layer.span_rep_layer.out_project.0" in kept
+    linears = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert linears - kept  # something is quantized
+    for name in linears:
+        expected = torch.nn.Linear if name in kept else Int8Linear
+        assert type(copy.get_submodule(name)) is expected, name
+        assert type(model.get_submodule(name)) is torch.nn.Linear, name

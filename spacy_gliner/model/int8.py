@@ -2,7 +2,9 @@
 quantized kernels (FBGEMM / oneDNN ``quantized::linear_dynamic``).
 
 Weights are quantized once, symmetric int8 per output channel; activations are quantized per call
-over their own range (7-bit, as torch's x86 kernels need), and every product accumulates in int32.
+over their own range, and every product accumulates in int32. Activations get all 8 bits on x86
+CPUs with VNNI (``vpdpbusd`` sums u8 x s8 products in int32); elsewhere 7 bits (torch's default:
+FBGEMM's AVX2 kernels add pairs of products in int16, which 8-bit activations can saturate).
 The copy shares every other tensor (embeddings, LayerNorms, the LSTM, ...) with the float model,
 which is never modified: building a copy costs the int8 weights only (a quarter of the Linear
 weights). The copy is for inference only (no gradients flow through quantized layers).
@@ -14,12 +16,14 @@ Layers kept in float32 (``float32_linears``):
   projections inside ``nn.MultiheadAttention`` (the fusion layers);
 * the labels encoder of a bi-encoder (its label vectors are computed once per label set by the
   float model and cached: quantizing it saves no time);
-* ``KEEP_FLOAT32``: layers where int8 costs accuracy (the encoder's feed-forward blocks).
+* ``KEEP_FLOAT32``: layers where int8 costs accuracy (the encoder's feed-forward blocks and
+  attention value projections).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from itertools import chain
 
@@ -31,17 +35,44 @@ from .span_rep import MarkerV0
 
 # Linear layers kept in float32 because int8 loses accuracy there (regular expressions searched in
 # module names): the encoder's feed-forward blocks (BERT / DeBERTa ``layer.N.intermediate.dense``
-# and ``layer.N.output.dense``, ModernBERT ``mlp.Wi`` / ``mlp.Wo``, T5 ``DenseReluDense``). Their
-# inputs have a few channels 15-25x larger than the rest (LayerNorm and GELU outliers), which one
-# int8 scale per tensor cannot resolve: on a trained MiniLM GLiNER, int8 there changed 17% of the
-# entities (README, "int8").
+# and ``layer.N.output.dense``, ModernBERT ``mlp.Wi`` / ``mlp.Wo``, T5 ``DenseReluDense``), whose
+# inputs have a few channels 15-25x larger than the rest (LayerNorm and GELU outliers) that one
+# int8 scale per tensor cannot resolve, and the attention value projections (their error reaches
+# the output linearly; query / key errors are damped by the softmax). Measured on a trained MiniLM
+# GLiNER: README, "int8 on CPU".
 KEEP_FLOAT32: tuple[str, ...] = (
     r"\.layer\.\d+\.(intermediate|output)\.dense$",
+    r"\.attention\.self\.value(_proj)?$",
     r"\.mlp\.W[io]$",
     r"\.DenseReluDense\.",
 )
 # The bi-encoder labels tower: its vectors are cached per label set, computed by the float model.
 LABELS_TOWER = ("token_rep_layer.labels_encoder", "token_rep_layer.labels_projection")
+
+
+class Int8Linear(DynamicInt8Linear):
+    """torch's dynamic int8 Linear, with the activation range chosen for this CPU
+    (``full_range_activations``) instead of always 7 bits."""
+
+    def __init__(self, in_features: int, out_features: int, reduce_range: bool) -> None:
+        super().__init__(in_features, out_features, dtype=torch.qint8)
+        self.reduce_range = reduce_range
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        packed = self._packed_params._packed_params
+        return torch.ops.quantized.linear_dynamic(x, packed, self.reduce_range).to(x.dtype)
+
+
+@functools.lru_cache(maxsize=1)
+def full_range_activations() -> bool:
+    """Whether this CPU has VNNI (x86 ``avx512_vnni`` / ``avx_vnni``, read from /proc/cpuinfo),
+    so 8-bit activations cannot saturate; False when unknown."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(f.read().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_vnni", "avx_vnni"})
 
 
 def int8_available() -> bool:
@@ -105,7 +136,7 @@ def quantize_linear(linear: nn.Linear) -> nn.Module:
     scales = (weight.abs().amax(dim=1) / 127.0).clamp_min(1e-12).double()
     zeros = torch.zeros(weight.size(0), dtype=torch.long)
     qweight = torch.quantize_per_channel(weight, scales, zeros, 0, torch.qint8)
-    layer = DynamicInt8Linear(linear.in_features, linear.out_features, dtype=torch.qint8)
+    layer = Int8Linear(linear.in_features, linear.out_features, not full_range_activations())
     bias = None if linear.bias is None else linear.bias.detach().float()
     layer.set_weight_bias(qweight, bias)
     return layer
