@@ -6,7 +6,8 @@ int8 copy of the model (``model/int8.py``) that the engine builds once and owns.
 
 from __future__ import annotations
 
-from typing import Optional
+import threading
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -50,7 +51,37 @@ def check_dtype(dtype: Optional[torch.dtype], device: torch.device) -> None:
         )
 
 
-def scoring_model(model: nn.Module, dtype: Optional[torch.dtype]) -> nn.Module:
-    """The module an engine with ``dtype`` runs: ``model`` itself, or for int8 its int8 copy
-    (``model`` is never changed)."""
-    return int8_copy(model) if dtype == torch.qint8 else model
+_BUILD_LOCK = threading.Lock()  # module-level: a ScoringModel stays picklable
+
+
+class ScoringModel:
+    """The module an engine with ``dtype`` runs: the float model itself, or for int8 its int8 copy
+    (the float model is never changed), built once. Pickled without the copy, which is rebuilt
+    from the float model on first use (quantized weights do not pass through multiprocessing's
+    pickler, e.g. ``nlp.pipe(n_process=2)`` under spawn)."""
+
+    def __init__(self, model: nn.Module, dtype: Optional[torch.dtype]) -> None:
+        self.float_model = model
+        self.dtype = dtype
+        self._module: Optional[nn.Module] = self._build()
+
+    def _build(self) -> nn.Module:
+        model = self.float_model
+        return int8_copy(model) if self.dtype == torch.qint8 else model
+
+    def get(self) -> nn.Module:
+        module = self._module
+        if module is None:
+            with _BUILD_LOCK:
+                if self._module is None:
+                    self._module = self._build()
+                module = self._module
+        return module
+
+    def rebuild(self) -> None:
+        """Follow changed float weights (int8: a new copy)."""
+        if self.dtype == torch.qint8:
+            self._module = self._build()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_module": None}

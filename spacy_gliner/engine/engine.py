@@ -28,7 +28,7 @@ import torch
 from ..io.tokenizers import Row, TextTokens, max_sequence_tokens
 from ..model.marker_scores import Workspace
 from .batches import Task, make_batches, make_tasks, plan_text_windows, threshold_table
-from .dtypes import check_dtype, scoring_model
+from .dtypes import ScoringModel, check_dtype
 from .label_vectors import LabelVectors, pad_rows
 from .labels import LabelPlan, LabelSet, check_prompt_text, group_table, plan_label_groups
 from .results import WordsResult
@@ -125,8 +125,7 @@ class Engine:
         check_dtype(options.dtype, gliner.device)
         int8 = options.dtype == torch.qint8
         self.autocast_dtype = None if int8 else options.dtype
-        # The module the engine runs: the GLiNER's own, or (int8) the engine's quantized copy.
-        self.model = scoring_model(gliner.model, options.dtype)
+        self._scoring = ScoringModel(gliner.model, options.dtype)
         self.label_vectors = (
             LabelVectors(gliner.model, gliner.prompts) if self.is_bi_encoder else None
         )
@@ -137,8 +136,12 @@ class Engine:
         model's weights."""
         if self.label_vectors is not None:
             self.label_vectors.clear()
-        if self.model is not self.gliner.model:
-            self.model = scoring_model(self.gliner.model, self.options.dtype)
+        self._scoring.rebuild()
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The module the engine runs: the GLiNER's own, or (int8) the engine's int8 copy."""
+        return self._scoring.get()
 
     # ------------------------------------------------------------------ labels
     def label_plan(self, labels: LabelSet) -> LabelPlan:
