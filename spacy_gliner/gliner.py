@@ -38,6 +38,14 @@ class GLiNER(ModelFiles):
                 engine = self._engines[options] = Engine(self, options)
         return engine
 
+    def to(self, device: Any) -> GLiNER:
+        """Move the weights to ``device``; engines made for the old device are dropped (their
+        batching, and an int8 copy, belong to the device they were made for)."""
+        super().to(device)
+        with _ENGINES_LOCK:
+            self._engines.clear()
+        return self
+
     def predict_entities(
         self,
         text: str,

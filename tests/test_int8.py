@@ -163,9 +163,12 @@ def test_int8_on_a_gpu_or_in_training_is_a_clear_error(trained, default_checkpoi
     config = {"model": str(default_checkpoint), "labels": ["person"], "dtype": "int8"}
     with pytest.raises(ValueError, match="int8 runs on CPU only"):
         nlp.add_pipe("gliner", config={**config, "device": "cuda"})
-    gliner = GLiNER.from_pretrained(default_checkpoint).to("meta")
+    gliner = GLiNER.from_pretrained(default_checkpoint)
+    options = EngineOptions(dtype=torch.qint8)
+    assert gliner.engine(options) is gliner.engine(options)  # made once, on CPU
+    gliner.to("meta")  # not a CPU: moving drops the engines made for the CPU
     with pytest.raises(ValueError, match="int8 runs on CPU only"):
-        Engine(gliner, EngineOptions(dtype=torch.qint8))
+        gliner.engine(options)
     pipe = nlp.add_pipe("gliner", config=config)
     examples = helpers.make_examples(nlp, SENTENCES[:1])
     with pytest.raises(ValueError, match="int8, which is for inference only"):
