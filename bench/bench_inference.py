@@ -202,10 +202,11 @@ def our_nlp(
     checkpoint: Path,
     labels: Sequence[str],
     threshold: float,
-    rows: int,
+    rows: Optional[int],
     sentencizer: bool = False,
     **extra,
 ):
+    """This component on ``checkpoint``; ``rows`` None keeps its default batch_size."""
     import spacy
 
     nlp = spacy.blank("en")
@@ -217,7 +218,7 @@ def our_nlp(
             "model": str(checkpoint),
             "labels": list(labels),
             "threshold": threshold,
-            "batch_size": rows,
+            **({} if rows is None else {"batch_size": rows}),
             **extra,
         },
     )
@@ -765,7 +766,22 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         help="Hugging Face encoder dir for the built checkpoint (default: all-MiniLM-L6-v2)",
     )
     ap.add_argument(
-        "--rows", type=int, default=32, help="component batch_size (rows per encoder call)"
+        "--rows",
+        type=int,
+        default=None,
+        help="component batch_size (rows per encoder call; default: the component's default)",
+    )
+    ap.add_argument(
+        "--train-steps",
+        type=int,
+        default=0,
+        help="fine-tune the checkpoint this many steps on CoNLL-2003 train first (cached), so "
+        "agreement figures come from a trained model",
+    )
+    ap.add_argument(
+        "--skip-precision",
+        action="store_true",
+        help="skip the int8 / ONNX rows (reference torch int8, ONNX fp32/int8; ours fp32/int8)",
     )
     ap.add_argument(
         "--pipe-batch",
@@ -774,6 +790,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         help="nlp.pipe batch_size (docs per predict call; default: spaCy's, nlp.batch_size = 1000)",
     )
     ap.add_argument("--repeats", type=int, default=1, help="best of N timings")
+    ap.add_argument(
+        "--threshold",
+        type=float,
+        help="entity threshold for every system (default: calibrated, see the module docs)",
+    )
     ap.add_argument("--skip-reference", action="store_true")
     ap.add_argument("--skip-gliner-spacy", action="store_true")
     ap.add_argument("--skip-long", action="store_true")
@@ -814,6 +835,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     t_start = time.perf_counter()
     report: dict[str, Any] = {"threads": args.threads, "torch_threads": torch.get_num_threads()}
     checkpoint = args.checkpoint or build_checkpoint(args.cache_dir, args.encoder)
+    if args.train_steps:
+        from precision_rows import train_checkpoint
+
+        trained = args.cache_dir / f"{checkpoint.name}-conll2003-{args.train_steps}-steps"
+        print(f"fine-tuning {checkpoint} for {args.train_steps} steps -> {trained}", flush=True)
+        checkpoint = train_checkpoint(checkpoint, args.data, args.train_steps, trained)
     report["device"], report["dtype"] = args.device, args.dtype
     if args.device != "cpu":
         report["device_name"] = (
@@ -837,16 +864,16 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
 
     sample = [WORD_RE.findall(t) for t in shorts[:300]]
     gold_rows = load_jsonl(data / "conll2003" / "dev.jsonl")[: len(sample)]
-    t_short = calibrate(
+    t_short = args.threshold or calibrate(
         checkpoint, sample, list(conll.values()), sum(len(r["spans"]) for r in gold_rows)
     )
     t_long = t_short
-    if docs:
+    if docs and not args.threshold:
         t_long = calibrate(
             checkpoint, [WORD_RE.findall(docs[0].text)], list(bc5.values()), len(docs[0].gold)
         )
     report["thresholds"] = {"short": t_short, "long": t_long}
-    print(f"calibrated thresholds: short {t_short:.6f}, long {t_long:.6f}", flush=True)
+    print(f"thresholds: short {t_short:.6f}, long {t_long:.6f}", flush=True)
 
     nlp_short = our_nlp(checkpoint, list(conll.values()), t_short, args.rows, **run)
     nlp_long = our_nlp(checkpoint, list(bc5.values()), t_long, args.rows, sentencizer=True, **run)
@@ -891,7 +918,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
             "entities": sum(len(d.ents) for d in out_docs),
         }
         print(
-            f"this component:        {total_words / dt:10,.0f} words/s  peak +{peak:.0f} MiB",
+            f"this component{' (defaults)' if args.rows is None else ''}: "
+            f"{total_words / dt:10,.0f} words/s  peak +{peak:.0f} MiB",
             flush=True,
         )
         enc = nlp.get_pipe("gliner").gliner.model.token_rep_layer.bert_layer.model
@@ -1006,6 +1034,19 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
                 f"gliner-spacy 0.0.11:   {total_words / gdt:10,.0f} words/s  peak +{gpeak:.0f} MiB",
                 flush=True,
             )
+
+    if ref is not None and not args.skip_precision and args.device == "cpu":
+        from precision_rows import precision_rows, print_rows
+
+        print("\n== int8 and ONNX (short texts): words/s and entities shared", flush=True)
+        labels = list(conll.values())
+        report["precision"] = precision_rows(
+            checkpoint, shorts, labels, t_short,
+            lambda **settings: our_nlp(checkpoint, labels, t_short, args.rows, **{**run, **settings}),
+            doc_from_words, timed, short_words, args.repeats, args.threads,
+            Path(tempfile.mkdtemp(prefix="bench-gliner-onnx-")),
+        )  # fmt: skip
+        print_rows(report["precision"])
 
     if docs and ref is not None and args.recall_docs:
         print("\n== recall proxy (long documents)", flush=True)

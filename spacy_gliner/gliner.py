@@ -7,7 +7,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
-from .engine import Engine, EngineOptions, LabelSet
+from .engine import Engine, EngineOptions, LabelSet, engine_dtype
 from .engine.relations import RelationEngine
 from .io.model_files import ModelFiles
 from .model.config import GLiNERConfig
@@ -21,7 +21,9 @@ class GLiNER(ModelFiles):
     """A GLiNER model: ``GLiNER(config)`` (fresh heads) or ``GLiNER.from_pretrained(...)``.
 
     ``predict_entities`` / ``inference`` split text into words with the reference's regex and run
-    the shared :class:`~spacy_gliner.engine.Engine` (one per batch size, reused across calls).
+    the shared :class:`~spacy_gliner.engine.Engine` (one per batch size and dtype, reused across
+    calls). ``dtype="int8"`` (CPU) runs an int8 copy of the model that its engine builds on first
+    use; this GLiNER's own weights stay float32.
     """
 
     def __init__(self, config: GLiNERConfig, **kwargs: Any) -> None:
@@ -37,6 +39,14 @@ class GLiNER(ModelFiles):
                 engine = self._engines[options] = Engine(self, options)
         return engine
 
+    def to(self, device: Any) -> GLiNER:
+        """Move the weights to ``device``; engines made for the old device are dropped (their
+        batching, and an int8 copy, belong to the device they were made for)."""
+        super().to(device)
+        with _ENGINES_LOCK:
+            self._engines.clear()
+        return self
+
     def predict_entities(
         self,
         text: str,
@@ -45,11 +55,13 @@ class GLiNER(ModelFiles):
         threshold: float = 0.5,
         flat_ner: bool = True,
         multi_label: bool = False,
+        dtype: str = "float32",
     ) -> list[dict[str, Any]]:
         """Entities in ``text`` as ``{"start", "end", "text", "label", "score"}`` (char offsets)."""
         return self.inference(
-            [text], labels, threshold=threshold, flat_ner=flat_ner, multi_label=multi_label
-        )[0]
+            [text], labels, threshold=threshold, flat_ner=flat_ner, multi_label=multi_label,
+            dtype=dtype,
+        )[0]  # fmt: skip
 
     def inference(
         self,
@@ -59,15 +71,18 @@ class GLiNER(ModelFiles):
         threshold: float = 0.5,
         flat_ner: bool = True,
         multi_label: bool = False,
-        batch_size: int = 8,
+        batch_size: int | None = None,
+        dtype: str = "float32",
     ) -> list[list[dict[str, Any]]]:
         """Like the reference's ``inference``, but long texts are windowed instead of truncated.
-        Anything in ``texts`` that is not a string gets no entities (as in the reference)."""
+        Anything in ``texts`` that is not a string gets no entities (as in the reference).
+        ``batch_size``: rows per encoder call (default: ``EngineOptions``'); ``dtype``: "float32",
+        "bfloat16", "float16" (GPU only) or "int8" (CPU only)."""
         if isinstance(texts, str):
             texts = [texts]  # as the reference does; iterating a str would score characters
         label_set = LabelSet.from_labels(labels)
         splits = [_split(t) for t in texts]
-        engine = self.engine(EngineOptions(batch_size=batch_size))
+        engine = self.engine(_options(batch_size, engine_dtype(dtype)))
         words = [[w for w, _, _ in split] for split in splits]
         results = engine(words, label_set, thresholds=threshold)
         return [
@@ -111,7 +126,7 @@ class GLiNER(ModelFiles):
         relation_threshold: float | None = None,
         flat_ner: bool = True,
         multi_label: bool = False,
-        batch_size: int = 8,
+        batch_size: int | None = None,
     ) -> list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
         """Per text, ``(entities, relations)``: entities as :meth:`inference` gives them;
         relations as ``{"head": {...}, "tail": {...}, "relation", "score"}``, head and tail
@@ -123,7 +138,7 @@ class GLiNER(ModelFiles):
             texts = [texts]
         label_set, relation_set = LabelSet.from_labels(labels), _relation_set(relations)
         splits = [_split(t) for t in texts]
-        engine = RelationEngine(self.engine(EngineOptions(batch_size=batch_size)))
+        engine = RelationEngine(self.engine(_options(batch_size)))
         results = engine(
             [[w for w, _, _ in split] for split in splits],
             label_set,
@@ -147,6 +162,13 @@ class GLiNER(ModelFiles):
             ]
             output.append((ents, rels))
         return output
+
+
+def _options(batch_size: int | None, dtype: Any = None) -> EngineOptions:
+    """Engine options with ``EngineOptions``' default batch size unless one is given."""
+    if batch_size is None:
+        return EngineOptions(dtype=dtype)
+    return EngineOptions(batch_size=batch_size, dtype=dtype)
 
 
 def _split(text: Any) -> list[tuple[str, int, int]]:

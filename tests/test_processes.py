@@ -25,10 +25,11 @@ def spans(doc):
 
 if __name__ == "__main__":
     torch.set_num_threads(2)
-    method, ckpt = sys.argv[1], sys.argv[2]
+    method, ckpt, dtype = sys.argv[1], sys.argv[2], sys.argv[3]
     multiprocessing.set_start_method(method, force=True)
     nlp = spacy.blank("en")
-    nlp.add_pipe("gliner", config={"model": ckpt, "labels": ["person", "location"], "threshold": 0.0})
+    config = {"model": ckpt, "labels": ["person", "location"], "threshold": 0.0, "dtype": dtype}
+    nlp.add_pipe("gliner", config=config)
     texts = [f"barack obama visited paris and london in {1990 + i} with john smith ." for i in range(24)]
     nlp(" ".join(texts))  # the parent runs the model first (multi-threaded kernels)
     one = [spans(d) for d in nlp.pipe(texts, batch_size=4)]
@@ -37,8 +38,12 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_n_process_2_after_a_warm_parent(default_checkpoint, tmp_path, method):
+@pytest.mark.parametrize(
+    "method, dtype", [("fork", "float32"), ("spawn", "float32"), ("spawn", "int8")]
+)
+def test_n_process_2_after_a_warm_parent(default_checkpoint, tmp_path, method, dtype):
+    """int8 under spawn: the pipe travels through multiprocessing's pickler, which cannot carry
+    the int8 copy's quantized weights; the engine rebuilds the copy in the child."""
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -46,7 +51,7 @@ def test_n_process_2_after_a_warm_parent(default_checkpoint, tmp_path, method):
         [str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH", "")]
     )
     proc = subprocess.run(
-        [sys.executable, str(script), method, str(default_checkpoint)],
+        [sys.executable, str(script), method, str(default_checkpoint), dtype],
         capture_output=True, text=True, timeout=180, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]

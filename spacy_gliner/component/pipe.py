@@ -33,6 +33,7 @@ from .settings import (
     MODEL_DIR,
     RUNTIME_SETTINGS,
     TrainingSettings,
+    check_trainable,
     device_of,
     engine_options,
     plain,
@@ -302,6 +303,7 @@ class GLiNERPipe(TrainablePipe):
     ) -> dict[str, float]:
         """One gradient step on a batch. ``drop`` (spaCy's ``[training] dropout``) is the dropout
         of the GLiNER layers outside the encoder for this step; the encoder keeps its own."""
+        self._check_trainable()
         losses = {} if losses is None else losses
         losses.setdefault(self.name, 0.0)
         examples = list(examples)
@@ -319,6 +321,7 @@ class GLiNERPipe(TrainablePipe):
         self, examples: Iterable[Example], *, drop: float = 0.0, sgd: Any = None, losses: Any = None
     ) -> dict[str, float]:
         """Distil the starting model's scores for ``rehearsal_labels`` on unlabelled text."""
+        self._check_trainable()
         losses = {} if losses is None else losses
         losses.setdefault(self.name, 0.0)
         words = [w for w in (doc_words(eg.predicted)[0][0] for eg in examples) if w]
@@ -328,6 +331,9 @@ class GLiNERPipe(TrainablePipe):
         if sgd not in (None, False):
             self.finish_update(sgd)
         return losses
+
+    def _check_trainable(self) -> None:
+        check_trainable(self.cfg, self.name)
 
     def finish_update(self, sgd: Any) -> None:
         """Apply the optimizer; the engine's cached label vectors follow the new weights."""

@@ -10,10 +10,11 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Union
 
-from ..engine import EngineOptions, LabelSet
+from ..engine import DTYPES as ENGINE_DTYPES
+from ..engine import EngineOptions, LabelSet, engine_dtype
 
 ENTS_MODES = ("overwrite", "merge", "none")
-DTYPES = ("float32", "float16", "bfloat16")
+DTYPES = tuple(ENGINE_DTYPES)  # float32, float16, bfloat16, int8
 # Where and how this process runs the model: from the config at load time, never from a saved
 # pipeline.
 RUNTIME_SETTINGS = ("device", "dtype", "batch_size", "cache_dir")
@@ -32,7 +33,7 @@ INFERENCE_DEFAULTS: dict[str, Any] = {
     "multi_label": False,
     "spans_key": "sc",
     "ents": "overwrite",
-    "batch_size": 16,
+    "batch_size": EngineOptions.batch_size,  # the engine's default: one place for both
     "window_overlap": None,
     "window_words": None,
     "max_labels_per_pass": None,
@@ -126,13 +127,24 @@ def validate(cfg: dict[str, Any]) -> tuple[LabelSet, list[float]]:
     return labels, thresholds(cfg["threshold"], labels.names)
 
 
+def engine_options(cfg: dict[str, Any]) -> EngineOptions:
+    """The engine options of validated settings ``cfg``."""
+    return EngineOptions(
+        batch_size=cfg["batch_size"],
+        window_overlap=cfg["window_overlap"],
+        window_words=cfg["window_words"],
+        max_labels_per_pass=cfg["max_labels_per_pass"],
+        dtype=engine_dtype(cfg["dtype"]),
+    )
+
+
 def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ValueError(f"gliner: {name} must be one of {allowed}, got {value!r}.")
 
 
 def check_device(device: Optional[str], dtype: str) -> None:
-    """A device torch knows and this process has; float16 only off the CPU."""
+    """A device torch knows and this process has; float16 only off the CPU, int8 only on it."""
     import torch
 
     if device is None:
@@ -143,6 +155,11 @@ def check_device(device: Optional[str], dtype: str) -> None:
         raise ValueError(
             f"gliner: device {device!r} is not a torch device; use e.g. 'cpu', 'cuda', 'cuda:1', 'mps'."
         ) from err
+    if parsed.type != "cpu" and dtype == "int8":
+        raise ValueError(
+            f"gliner: dtype int8 runs on CPU only (torch's dynamic int8 kernels), not on device "
+            f"{device!r}: on a GPU use float16 or bfloat16, or set device to 'cpu'."
+        )
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"gliner: device {device!r} needs CUDA, which this torch build or machine does not "
@@ -150,8 +167,8 @@ def check_device(device: Optional[str], dtype: str) -> None:
         )
     if parsed.type == "cpu" and dtype == "float16":
         raise ValueError(
-            "gliner: dtype float16 runs on a GPU only: on CPU use float32 (the default) or "
-            "bfloat16, or set device to a GPU."
+            "gliner: dtype float16 runs on a GPU only: on CPU use float32 (the default), "
+            "bfloat16 or int8, or set device to a GPU."
         )
 
 
@@ -191,15 +208,12 @@ def device_of(cfg: dict[str, Any]) -> Any:
     return get_torch_default_device()
 
 
-def engine_options(cfg: dict[str, Any]) -> EngineOptions:
-    """The engine options of the component's inference settings."""
-    import torch
-
-    dtypes = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
-    return EngineOptions(
-        batch_size=cfg["batch_size"],
-        window_overlap=cfg["window_overlap"],
-        window_words=cfg["window_words"],
-        max_labels_per_pass=cfg["max_labels_per_pass"],
-        dtype=dtypes[cfg["dtype"]],
-    )
+def check_trainable(cfg: dict[str, Any], name: str) -> None:
+    """Raise unless the component's settings allow training (int8 is for inference only)."""
+    if cfg["dtype"] == "int8":
+        raise ValueError(
+            f"The '{name}' component has dtype int8, which is for inference only (it runs an int8 "
+            "copy of the model, without gradients). Train with dtype float32 (the default), then "
+            "load the trained pipeline with int8: spacy.load(path, config="
+            f'{{"components": {{"{name}": {{"dtype": "int8"}}}}}}).'
+        )

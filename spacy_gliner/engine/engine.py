@@ -14,7 +14,6 @@ end / inside scores: ``token_spans.py``) -> per text, one array of candidates in
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -30,10 +29,12 @@ from ..io.tokenizers import Row, TextTokens, max_sequence_tokens
 from ..model.families import family_of
 from ..model.marker_scores import Workspace
 from .batches import Task, make_batches, make_tasks, plan_text_windows, threshold_table
+from .dtypes import ScoringModel, check_dtype
 from .label_vectors import LabelVectors, pad_rows
 from .labels import LabelPlan, LabelSet, check_prompt_text, group_table, plan_label_groups
 from .results import WordsResult
 from .score import candidates_function, collect_results
+from .torch_context import attention_backends, eval_mode
 from .windows import Window
 
 logger = logging.getLogger("spacy_gliner")
@@ -59,16 +60,20 @@ _PLANS_LOCK = threading.Lock()  # module-level: engines stay picklable
 class EngineOptions:
     """How an engine batches and windows (validated by :class:`Engine`).
 
-    ``batch_size``: most rows (window x label group) per encoder call. ``max_batch_tokens``: most
-    padded sub-tokens per call (default 4 encoder windows on CPU, 32 on a GPU). ``window_overlap``:
+    ``batch_size``: most rows (window x label group) per encoder call; its default here is the
+    default of the component and of ``GLiNER.inference`` (on a GPU, 64-128 run faster).
+    ``max_batch_tokens``: most padded sub-tokens per call (default 4 encoder windows on CPU, which
+    also bounds the activation memory of long documents; 32 on a GPU). ``window_overlap``:
     words shared by consecutive windows (default ``2 * max_width``, never below ``max_width``).
     ``window_words``: most words per window (default and upper bound: ``max_len``).
     ``max_labels_per_pass``: labels per prompt (default ``max_types``; bi-encoders 256).
     ``max_tokens``: the encoder's sub-token window (default: what the tokenizer and the encoder's
-    position embeddings allow). ``dtype``: autocast dtype, or None for the weights' own.
+    position embeddings allow). ``dtype``: autocast dtype (``torch.float16`` / ``torch.bfloat16``),
+    ``torch.qint8`` for dynamic int8 on CPU (``model/int8.py``: the engine runs its own int8 copy
+    of the model), or None for the weights' own (see ``engine_dtype``).
     """
 
-    batch_size: int = 16
+    batch_size: int = 32  # bench/defaults_sweep.py; bench/README.md "Defaults"
     window_overlap: int | None = None
     window_words: int | None = None
     max_labels_per_pass: int | None = None
@@ -122,20 +127,26 @@ class Engine:
         )
         windows = CPU_BATCH_WINDOWS if gliner.device.type == "cpu" else GPU_BATCH_WINDOWS
         self.max_batch_tokens = int(options.max_batch_tokens or windows * self.max_tokens)
-        if options.dtype == torch.float16 and gliner.device.type == "cpu":
-            raise ValueError(
-                "gliner: dtype float16 runs on a GPU only (its CPU kernels are missing or slow): "
-                "on CPU use float32 (the default) or bfloat16, or set device to a GPU."
-            )
+        check_dtype(options.dtype, gliner.device)
+        int8 = options.dtype == torch.qint8
+        self.autocast_dtype = None if int8 else options.dtype
+        self._scoring = ScoringModel(gliner.model, options.dtype)
         self.label_vectors = (
             LabelVectors(gliner.model, gliner.prompts) if self.is_bi_encoder else None
         )
         self._plans: dict[LabelSet, LabelPlan] = {}
 
     def clear_cache(self) -> None:
-        """Forget cached label vectors: call after changing the model's weights."""
+        """Forget cached label vectors (and rebuild the int8 copy): call after changing the
+        model's weights."""
         if self.label_vectors is not None:
             self.label_vectors.clear()
+        self._scoring.rebuild()
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The module the engine runs: the GLiNER's own, or (int8) the engine's int8 copy."""
+        return self._scoring.get()
 
     # ------------------------------------------------------------------ labels
     def label_plan(self, labels: LabelSet) -> LabelPlan:
@@ -218,7 +229,7 @@ class Engine:
         found = []
         start = last_log = time.perf_counter()
         rows = 0
-        with _eval_mode(self.gliner.model):
+        with eval_mode(self.gliner.model):
             for batch in batches:
                 found.append(self._run_batch(call, batch, truncated))
                 rows += len(batch)
@@ -277,12 +288,12 @@ class Engine:
             inputs["labels_embeddings"], inputs["labels_mask"] = self.label_vectors.rows(
                 prompts, device
             )
-        dtype = self.options.dtype
+        dtype = self.autocast_dtype
         with (
             torch.autocast(device.type, dtype=dtype, enabled=dtype is not None),
-            _attention(device),
+            attention_backends(device),
         ):
-            logits, _, _ = self.gliner.model(**inputs, workspace=workspace)
+            logits, _, _ = self.model(**inputs, workspace=workspace)
         return torch.sigmoid(logits.float())
 
     # ------------------------------------------------------------------ reference-shaped scores
@@ -301,12 +312,12 @@ class Engine:
         if self.label_vectors is not None:
             rows = [self.label_vectors.group(tuple(labels), device) for labels in label_lists]
             inputs["labels_embeddings"], inputs["labels_mask"] = pad_rows(rows, device)
-        dtype = self.options.dtype
+        dtype = self.autocast_dtype
         with (
-            _eval_mode(gliner.model),
+            eval_mode(self.model),
             torch.autocast(device.type, dtype=dtype, enabled=dtype is not None),
         ):
-            logits, _, _ = gliner.model(**inputs)
+            logits, _, _ = self.model(**inputs)
         probs = torch.sigmoid(logits.float()).cpu().numpy()
         pairs = enumerate(zip(word_lists, label_lists))
         if self.output == "token":
@@ -344,33 +355,6 @@ def _positive(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"gliner: {name} must be a positive integer, got {value!r}.")
     return value
-
-
-@contextlib.contextmanager
-def _eval_mode(module: torch.nn.Module):
-    """Evaluation semantics for the call. A model in evaluation mode (the component's state
-    outside ``update``) is left untouched, so concurrent calls never write module state."""
-    if not module.training:
-        yield
-        return
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train()
-
-
-def _attention(device: torch.device) -> Any:
-    """On CUDA, scaled-dot-product attention without the cuDNN backend, which builds an
-    execution plan for every new (batch, length) shape (inference batches come in many)."""
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    try:
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-    except ImportError:  # pragma: no cover - torch < 2.3
-        return contextlib.nullcontext()
-    backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
-    return sdpa_kernel(backends)
 
 
 def predict_words(

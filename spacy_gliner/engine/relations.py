@@ -25,10 +25,11 @@ from ..io.tokenizers import Row, TextTokens
 from ..model.relex_model import RelexOutput
 from .batches import Task, make_batches, make_tasks, plan_text_windows, threshold_table
 from .decode import Decoded
-from .engine import Engine, _attention, _eval_mode
+from .engine import Engine
 from .labels import LabelSet, check_prompt_text, group_table
 from .results import WordsResult
 from .score import candidates_function, collect_results
+from .torch_context import attention_backends, eval_mode
 from .windows import Window
 
 # Relation candidates: (text, head start, head end, tail start, tail end, label, score, head
@@ -161,7 +162,7 @@ class RelationEngine:
         truncated = np.zeros(len(call.tokens), dtype=np.int64)
         found, relation_parts = [], []
         candidates = candidates_function(engine.output, engine.max_width)
-        with _eval_mode(engine.gliner.model):
+        with eval_mode(engine.gliner.model):
             for batch in make_batches(tasks, engine.batch_size, engine.max_batch_tokens):
                 rows = [
                     Row(call.tokens[t.text], *call.windows[t.text][t.window], call.prompt)
@@ -201,7 +202,7 @@ class RelationEngine:
         dtype = self.engine.options.dtype
         with (
             torch.autocast(device.type, dtype=dtype, enabled=dtype is not None),
-            _attention(device),
+            attention_backends(device),
         ):
             return gliner.model.extract(
                 **inputs, threshold=limit.to(device), adjacency_threshold=adjacency_threshold

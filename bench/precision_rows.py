@@ -1,0 +1,193 @@
+"""Precision rows of ``bench_inference.py``: int8 and ONNX beside float32, on the short texts.
+
+Rows: this component with default settings in float32 and with ``dtype: "int8"``; the reference
+(gliner 0.2.29) in float32, with ``quantize="int8"`` (torch dynamic int8), and through its own ONNX
+export (``export_to_onnx(quantize=True)``) run by onnxruntime in float32 and int8 (QUInt8
+weights). Each row: words/s and the decoded entities shared with the reference float32 and with
+this component's float32 (shared / union of (text, start char, end char, label)).
+
+``train_checkpoint`` fine-tunes a checkpoint briefly on CoNLL-2003 train sentences (this package's
+training step, AdamW), so that the agreement figures come from a model whose scores are spread:
+an untrained model scores every cell near 0.5, where any rounding flips decisions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+Entity = tuple[int, int, int, str]  # (text, start char, end char, label)
+
+
+def train_checkpoint(base: Path, data: Path, steps: int, out: Path, seed: int = 0) -> Path:
+    """``base`` fine-tuned for ``steps`` steps of 8 CoNLL-2003 train sentences (encoder at 3e-5,
+    the rest at 5e-4; cached in ``out``)."""
+    if (out / "gliner_config.json").exists():
+        return out
+    import torch
+
+    from spacy_gliner import GLiNER
+    from spacy_gliner.component.registry import make_span_loss
+    from spacy_gliner.training.step import Text, make_rows, train_step
+
+    names = json.loads((data / "conll2003" / "meta.json").read_text())["prompt_labels"]
+    with open(data / "conll2003" / "train.jsonl") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    texts = [
+        Text(r["tokens"], [(s, e, names[label]) for s, e, label in r["spans"]])
+        for r in rows
+        if r["tokens"] and r["spans"]
+    ]
+    gliner = GLiNER.from_pretrained(base)
+    rng, loss_fn = random.Random(seed), make_span_loss()
+    torch.manual_seed(seed)
+    encoder = [p for n, p in gliner.model.named_parameters() if n.startswith("token_rep_layer")]
+    others = [p for n, p in gliner.model.named_parameters() if not n.startswith("token_rep_layer")]
+    groups = [{"params": encoder, "lr": 3e-5}, {"params": others, "lr": 5e-4}]
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
+    start = time.perf_counter()
+    for step in range(steps):
+        batch = rng.sample(texts, 8)
+        rows_ = make_rows(gliner, batch, list(names.values()), 25, 1, rng)
+        optimizer.zero_grad()
+        loss = train_step(gliner, rows_, loss_fn, None, 0.1)
+        optimizer.step()
+        if step % 50 == 0 or step == steps - 1:
+            print(f"  train step {step}: loss {loss:.2f} ({time.perf_counter() - start:.0f} s)")
+    gliner.save_pretrained(out)
+    return out
+
+
+def reference_entities(outputs: Sequence[Sequence[dict[str, Any]]]) -> set[Entity]:
+    return {(i, e["start"], e["end"], e["label"]) for i, ents in enumerate(outputs) for e in ents}
+
+
+def doc_entities(docs: Sequence[Any]) -> set[Entity]:
+    return {(i, e.start_char, e.end_char, e.label_) for i, doc in enumerate(docs) for e in doc.ents}
+
+
+def agreement(a: set[Entity], b: set[Entity]) -> float:
+    """Shared / union (1.0 when both are empty)."""
+    union = a | b
+    return len(a & b) / len(union) if union else 1.0
+
+
+def _reference_runtimes(checkpoint: Path, workdir: Path, threads: int) -> dict[str, Any]:
+    """The reference's int8 and ONNX variants: a loaded model, or the error as a string."""
+    from gliner import GLiNER as RefGLiNER
+
+    models: dict[str, Any] = {}
+    try:
+        models["reference torch int8"] = RefGLiNER.from_pretrained(
+            str(checkpoint), local_files_only=True, quantize="int8"
+        )
+    except Exception as err:  # reported as the row's result
+        models["reference torch int8"] = f"{type(err).__name__}: {err}"
+    try:
+        import onnxruntime as ort
+
+        export = RefGLiNER.from_pretrained(str(checkpoint), local_files_only=True)
+        with _quiet_stdout():  # the exporter prints the whole graph (from C++)
+            paths = export.export_to_onnx(workdir, quantize=True)
+        for name, key in (("fp32", "onnx_path"), ("int8", "quantized_path")):
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            models[f"reference ONNX {name}"] = RefGLiNER.from_pretrained(
+                str(workdir),
+                local_files_only=True,
+                runtime="onnxruntime",
+                runtime_model_file=Path(paths[key]).name,
+                runtime_options={"session_options": options},
+            )
+    except Exception as err:  # onnx(runtime) missing, or the export failed
+        for name in ("fp32", "int8"):
+            models.setdefault(f"reference ONNX {name}", f"{type(err).__name__}: {err}")
+    return models
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """File descriptor 1 to /dev/null (C++ code prints past ``sys.stdout``)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def precision_rows(
+    checkpoint: Path,
+    texts: list[str],
+    labels: list[str],
+    threshold: float,
+    make_nlp: Callable[..., Any],
+    word_doc: Callable[[Any, str], Any],
+    timed: Callable[[Callable[[], Any], int], tuple[float, Any, float]],
+    words: int,
+    repeats: int,
+    threads: int,
+    workdir: Path,
+) -> dict[str, dict[str, Any]]:
+    """Every row's words/s and agreements (see the module docs). ``make_nlp(**settings)`` builds
+    this component's pipeline; ``word_doc(nlp, text)`` a Doc of the reference's words."""
+    from gliner import GLiNER as RefGLiNER
+
+    rows: dict[str, dict[str, Any]] = {}
+    ours: dict[str, set[Entity]] = {}
+    for name, settings in (
+        ("this component, float32", {}),
+        ("this component, int8", {"dtype": "int8"}),
+    ):
+        nlp = make_nlp(**settings)
+        list(nlp.pipe(texts[:8]))  # warm-up (int8: builds the int8 copy)
+        seconds, _, peak = timed(lambda nlp=nlp: list(nlp.pipe(texts)), repeats)
+        ours[name] = doc_entities(list(nlp.pipe([word_doc(nlp, t) for t in texts])))
+        rows[name] = {"seconds": seconds, "words_per_s": words / seconds, "peak_mib": peak}
+    reference = RefGLiNER.from_pretrained(str(checkpoint), local_files_only=True).eval()
+    models = {"reference float32": reference, **_reference_runtimes(checkpoint, workdir, threads)}
+    found: dict[str, set[Entity]] = {}
+    for name, model in models.items():
+        if isinstance(model, str):
+            rows[name] = {"error": model}
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.inference(texts[:8], labels, threshold=threshold)  # warm-up
+            seconds, out, peak = timed(
+                lambda m=model: m.inference(texts, labels, threshold=threshold, batch_size=8),
+                repeats,
+            )
+        found[name] = reference_entities(out)
+        rows[name] = {"seconds": seconds, "words_per_s": words / seconds, "peak_mib": peak}
+    found.update(ours)
+    for name, row in rows.items():
+        if name in found:
+            row["entities"] = len(found[name])
+            row["agreement_reference_fp32"] = agreement(found[name], found["reference float32"])
+            row["agreement_ours_fp32"] = agreement(found[name], ours["this component, float32"])
+    return rows
+
+
+def print_rows(rows: dict[str, dict[str, Any]]) -> None:
+    print(f"{'':28s} {'words/s':>9s}  {'entities':>8s}  {'= ref fp32':>10s}  {'= ours fp32':>11s}")
+    for name, row in rows.items():
+        if "error" in row:
+            print(f"{name:28s} not run: {row['error'][:200]}")
+            continue
+        print(
+            f"{name:28s} {row['words_per_s']:9,.0f}  {row['entities']:8d}  "
+            f"{row['agreement_reference_fp32']:10.1%}  {row['agreement_ours_fp32']:11.1%}",
+            flush=True,
+        )
