@@ -191,3 +191,44 @@ def test_prompt_mode_is_refused(reference_checkpoint, decoder_dirs):
     )
     with pytest.raises(UnsupportedArchitecture, match="decoder_mode 'prompt'"):
         GLiNER.from_pretrained(ckpt)
+
+
+@pytest.mark.parametrize("use_generated", [False, True], ids=["prompt_labels", "generated"])
+def test_spacy_component(pair, use_generated):
+    """doc.spans and doc.ents hold the spans of GLiNER.inference; each span's generated label
+    is in ``span._.gliner_generated_label`` and ``attrs["generated_labels"]``, and is the span's
+    label with ``use_generated_labels``; a DocBin with user data keeps them."""
+    spacy = pytest.importorskip("spacy")
+    from spacy.tokens import DocBin
+
+    name, ckpt, _, ours = pair
+    if name == "mode_null":
+        pytest.skip("no generation")
+    nlp = spacy.blank("en")
+    settings = {"model": str(ckpt), "labels": LABELS, "flat_ner": False}
+    nlp.add_pipe("gliner", config={**settings, "use_generated_labels": use_generated})
+    docs = list(nlp.pipe(TEXTS))
+    nested_all = ours.inference(TEXTS, LABELS, flat_ner=False)
+    for doc, nested, flat in zip(docs, nested_all, ours.inference(TEXTS, LABELS)):
+        group = doc.spans["sc"]
+        want = [(e["start"], e["end"], e["generated_labels"][0]) for e in nested]
+        assert [(s.start_char, s.end_char, s._.gliner_generated_label) for s in group] == want
+        assert group.attrs["generated_labels"] == [w[2] for w in want]
+        ents = [(e.start_char, e.end_char, e._.gliner_generated_label) for e in doc.ents]
+        assert ents == [(e["start"], e["end"], e["generated_labels"][0]) for e in flat]
+        for ent, e in zip(doc.ents, flat):
+            label = e["generated_labels"][0].strip() or e["label"]
+            assert ent.label_ == (label if use_generated else e["label"])
+    again = list(DocBin(docs=docs, store_user_data=True).get_docs(nlp.vocab))
+    assert [[e._.gliner_generated_label for e in d.ents] for d in again] == [
+        [e._.gliner_generated_label for e in d.ents] for d in docs
+    ]
+
+
+def test_generated_labels_need_a_decoder_model(default_checkpoint):
+    spacy = pytest.importorskip("spacy")
+    nlp = spacy.blank("en")
+    config = {"model": str(default_checkpoint), "labels": LABELS, "use_generated_labels": True}
+    nlp.add_pipe("gliner", config=config)
+    with pytest.raises(ValueError, match="use_generated_labels"):
+        nlp.initialize()
