@@ -232,3 +232,30 @@ def test_generated_labels_need_a_decoder_model(default_checkpoint):
     nlp.add_pipe("gliner", config=config)
     with pytest.raises(ValueError, match="use_generated_labels"):
         nlp.initialize()
+
+
+def test_long_text_windows_name_every_entity(pair):
+    """Texts longer than a window: every entity gets the name from the window owning it."""
+    spacy = pytest.importorskip("spacy")
+    name, ckpt, _, _ = pair
+    if name == "mode_null":
+        pytest.skip("no generation")
+    nlp = spacy.blank("en")
+    config = {"model": str(ckpt), "labels": LABELS, "window_words": 9, "threshold": 0.4}
+    nlp.add_pipe("gliner", config=config)
+    doc = nlp(" ".join(TEXTS))
+    assert doc._.gliner_windows > 1 and len(doc.ents) > 0
+    assert all(isinstance(e._.gliner_generated_label, str) for e in doc.ents)
+    assert all(isinstance(n, str) for n in doc.spans["sc"].attrs["generated_labels"])
+
+
+def test_threads_equal_sequential(pair):
+    """Concurrent calls on one model give the sequential results (no per-call shared state)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, _, _, ours = pair
+    inputs = [TEXTS[i:] for i in range(len(TEXTS))] * 2
+    want = [ours.inference(t, LABELS, threshold=0.4) for t in inputs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda t: ours.inference(t, LABELS, threshold=0.4), inputs))
+    assert got == want

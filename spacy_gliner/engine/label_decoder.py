@@ -142,22 +142,25 @@ class LabelDecoderEngine:
 
     def _decoder_inputs(self, call: _Call, batch: Sequence[Task]) -> dict[str, torch.Tensor]:
         """The reference processor's ``decoder_input_ids`` / ``decoder_words_mask``: each row's
-        prompt words and window words, a space before all but the first, split into words."""
+        prompt words and window words, a space before all but the first, split into words;
+        padded here (the tokenizer's padding state is shared, so calls never change it; the
+        padding side does not change the decoder inputs, which read tokens by word id)."""
         texts, skip = [], len(call.prompt_words)
         for t in batch:
             win = call.windows[t.text][t.window]
             row = [*call.prompt_words, *call.words[t.text][win.start : win.end]]
             texts.append([f" {w}" if i else w for i, w in enumerate(row)])
-        enc = self.tokenizer(
-            texts, is_split_into_words=True, return_tensors="pt", padding="longest"
-        )
-        word_ids = np.zeros(enc["input_ids"].shape, dtype=np.int64)
-        for r in range(len(texts)):
+        enc = self.tokenizer(texts, is_split_into_words=True, verbose=False)
+        width = max(len(ids) for ids in enc["input_ids"])
+        ids = np.full((len(texts), width), self.tokenizer.pad_token_id, dtype=np.int64)
+        word_ids = np.zeros((len(texts), width), dtype=np.int64)
+        for r, row_ids in enumerate(enc["input_ids"]):
+            ids[r, : len(row_ids)] = row_ids
             for j, w in enumerate(enc.word_ids(r)):
                 if w is not None and w >= skip:
                     word_ids[r, j] = w - skip + 1
         return {
-            "decoder_input_ids": enc["input_ids"],
+            "decoder_input_ids": torch.from_numpy(ids),
             "decoder_words_mask": torch.from_numpy(word_ids),
         }
 
