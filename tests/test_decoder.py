@@ -259,3 +259,19 @@ def test_threads_equal_sequential(pair):
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda t: ours.inference(t, LABELS, threshold=0.4), inputs))
     assert got == want
+
+
+def test_pipeline_to_disk_and_back(pair, tmp_path):
+    """nlp.to_disk / spacy.load keep the decoder and its tokenizer: the same generated labels."""
+    spacy = pytest.importorskip("spacy")
+    name, ckpt, _, _ = pair
+    if name == "mode_null":
+        pytest.skip("no generation")
+    nlp = spacy.blank("en")
+    nlp.add_pipe("gliner", config={"model": str(ckpt), "labels": LABELS})
+    nlp.initialize()
+    before = [[(e.text, e._.gliner_generated_label) for e in d.ents] for d in nlp.pipe(TEXTS)]
+    nlp.to_disk(tmp_path / "pipeline")
+    again = spacy.load(tmp_path / "pipeline")
+    after = [[(e.text, e._.gliner_generated_label) for e in d.ents] for d in again.pipe(TEXTS)]
+    assert after == before and any(before)
