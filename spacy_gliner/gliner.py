@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
 from .engine import Engine, EngineOptions, LabelSet, engine_dtype
+from .engine.label_decoder import LabelDecoderEngine
 from .engine.relations import RelationEngine
 from .io.model_files import ModelFiles
 from .model.config import GLiNERConfig
@@ -77,13 +78,21 @@ class GLiNER(ModelFiles):
         """Like the reference's ``inference``, but long texts are windowed instead of truncated.
         Anything in ``texts`` that is not a string gets no entities (as in the reference).
         ``batch_size``: rows per encoder call (default: ``EngineOptions``'); ``dtype``: "float32",
-        "bfloat16", "float16" (GPU only) or "int8" (CPU only)."""
+        "bfloat16", "float16" (GPU only) or "int8" (CPU only). Label-decoder checkpoints add
+        ``"generated_labels"`` (``[name]``, written greedily) to each entity, as the reference
+        does with ``do_sample=False``."""
         if isinstance(texts, str):
             texts = [texts]  # as the reference does; iterating a str would score characters
         label_set = LabelSet.from_labels(labels)
         splits = [_split(t) for t in texts]
         engine = self.engine(_options(batch_size, engine_dtype(dtype)))
         words = [[w for w, _, _ in split] for split in splits]
+        if self.decoder_tokenizer is not None:
+            generated = LabelDecoderEngine(engine)(words, label_set, thresholds=threshold)
+            return [
+                _generated_entities(text, split, result.decode(flat_ner, multi_label), label_set)
+                for text, split, result in zip(texts, splits, generated)
+            ]
         results = engine(words, label_set, thresholds=threshold)
         return [
             _entities(text, split, result.decode(flat_ner, multi_label), label_set)
@@ -191,6 +200,16 @@ def _entities(text: str, split: list, decoded: list, label_set: LabelSet) -> lis
                 "score": score,
             }
         )
+    return ents
+
+
+def _generated_entities(
+    text: str, split: list, decoded: list, label_set: LabelSet
+) -> list[dict[str, Any]]:
+    ents = _entities(text, split, [ent for ent, _ in decoded], label_set)
+    for ent, (_, name) in zip(ents, decoded):
+        if name is not None:
+            ent["generated_labels"] = [name]
     return ents
 
 

@@ -270,3 +270,54 @@ def first_and_last_loss(nlp, examples, steps: int, learn_rate: float = 1e-3):
     for _ in range(steps):
         last = nlp.update(examples, sgd=optimizer, losses={})["gliner"]
     return first, last
+
+
+def write_gpt2_decoder(
+    directory: Path, hidden: int = 16, seed: int = 0, eos_scale: float = 1.0
+) -> Path:
+    """A random 2-layer GPT-2 language model with a byte-level BPE tokenizer trained offline
+    (eos ``<|endoftext|>``, no pad), saved as a Hugging Face directory: the label decoder of
+    label-decoder checkpoints. ``eos_scale`` scales eos's (tied) embedding, so some greedy
+    generations end early."""
+    import random
+
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers.trainers import BpeTrainer
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    corpus = [" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(300)]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus, trainer)
+    tok.model.save(str(directory))  # vocab.json, merges.txt
+    fast = GPT2TokenizerFast(
+        vocab_file=str(directory / "vocab.json"), merges_file=str(directory / "merges.txt")
+    )
+    fast.save_pretrained(str(directory))
+    torch.manual_seed(seed)
+    eos = fast.eos_token_id
+    config = GPT2Config(
+        vocab_size=len(fast),
+        n_embd=hidden,
+        n_layer=2,
+        n_head=2,
+        n_positions=256,
+        bos_token_id=eos,
+        eos_token_id=eos,
+    )
+    model = GPT2LMHeadModel(config)
+    with torch.no_grad():
+        model.transformer.wte.weight[eos] *= eos_scale
+    model.save_pretrained(str(directory))
+    return directory

@@ -12,6 +12,17 @@ from ..engine import WordsResult
 from ..engine.decode import Decoded
 from ..training.targets import Span as GoldSpan
 
+GENERATED_EXTENSION = "gliner_generated_label"
+
+
+def register_span_extension() -> None:
+    """Register ``span._.gliner_generated_label`` (default None): label-decoder models' generated
+    type name. spaCy stores Span extension values by character offsets, so a ``doc.ents`` span
+    and a ``doc.spans`` span with the same boundaries share it (the name depends only on the
+    boundaries); kept in a DocBin made with ``store_user_data=True``."""
+    if not Span.has_extension(GENERATED_EXTENSION):
+        Span.set_extension(GENERATED_EXTENSION, default=None)
+
 
 def word_tokens(doc: Doc) -> list[int]:
     """Token indices of GLiNER's words: every token that is not whitespace."""
@@ -53,25 +64,36 @@ def annotate(
     ents: str,
     flat_ner: bool,
     multi_label: bool,
+    generated: Optional[dict[tuple[int, int], str]] = None,
+    use_generated: bool = False,
 ) -> None:
     """Write one result into ``doc``: ``doc.spans[spans_key]`` (with ``attrs["scores"]``) under
     the configured decoding, and ``doc.ents`` from the flat decoding (``overwrite`` / ``merge``:
-    existing entities win / ``none``)."""
+    existing entities win / ``none``). ``generated`` (label-decoder models: the generated name
+    of each (first word, last word)) goes to ``span._.gliner_generated_label`` and
+    ``attrs["generated_labels"]`` (parallel to ``scores``); with ``use_generated`` it is the
+    span's label too (stripped; the prompt label when it is empty)."""
     token_index = word_tokens(doc)
     doc._.gliner_windows = result.num_windows
     doc._.gliner_label_groups = result.num_label_groups
+    names_of = generated if generated is not None else {}
 
     def span(item: Decoded) -> Span:
         start, end, label, _ = item
-        return Span(doc, token_index[start], token_index[end] + 1, label=names[label])
+        name = names_of.get((start, end))
+        chosen = (name or "").strip() if use_generated else ""
+        made = Span(doc, token_index[start], token_index[end] + 1, label=chosen or names[label])
+        if generated is not None:
+            made._.set(GENERATED_EXTENSION, name)
+        return made
 
     if spans_key is not None:
         chosen = result.decode(flat_ner, multi_label)
+        attrs: dict = {"scores": [float(s[3]) for s in chosen]}
+        if generated is not None:
+            attrs["generated_labels"] = [names_of.get((s[0], s[1])) for s in chosen]
         doc.spans[spans_key] = SpanGroup(
-            doc,
-            name=spans_key,
-            spans=[span(s) for s in chosen],
-            attrs={"scores": [float(s[3]) for s in chosen]},
+            doc, name=spans_key, spans=[span(s) for s in chosen], attrs=attrs
         )
     if ents == "none":
         return

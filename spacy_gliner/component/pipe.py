@@ -22,7 +22,7 @@ from thinc.api import Model
 from ..engine import Engine, LabelSet
 from ..training.step import Rehearsal, Rows, make_rows, rehearse_step, train_step
 from .doc_labels import doc_label_set, group_by_label_set, register_doc_extensions
-from .docs import doc_words
+from .docs import doc_words, register_span_extension
 from .examples import check_examples, collect_labels, training_texts
 from .progress import Progress
 from .registry import make_gliner_scorer, make_span_loss
@@ -89,6 +89,7 @@ class GLiNERPipe(TrainablePipe):
         self._train_progress = Progress("training steps")
         register_doc_extensions()
         register_relation_extension()
+        register_span_extension()
 
     # ---------------------------------------------------------------- settings
     def _validate(self) -> None:
@@ -152,7 +153,7 @@ class GLiNERPipe(TrainablePipe):
     def set_gliner(self, gliner: Any) -> None:
         """Use these weights (a ``spacy_gliner.GLiNER``), moved to the configured device; the
         settings that need the model (windows, dtype, label prompts) are checked now."""
-        check_relation_model(gliner, self.relation_set)
+        check_relation_model(gliner, self.relation_set, self.cfg["use_generated_labels"])
         gliner.to(device_of(self.cfg))
         engine = gliner.engine(engine_options(self.cfg))
         if self.label_set.names:

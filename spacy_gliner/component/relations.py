@@ -19,13 +19,15 @@ from typing import Any, Optional, Union
 from spacy.tokens import Doc
 
 from ..engine import Engine, LabelSet, WordsResult
+from ..engine.label_decoder import GeneratedResult, LabelDecoderEngine
 from ..engine.relations import RelationEngine, RelexResult
 from ..model.config import REL_TOKEN
 from .docs import annotate, word_tokens
 from .settings import PROMPT_TOKENS
 
 RELATION_EXTENSION = "rel"
-Result = Union[WordsResult, RelexResult]  # one Doc's result: entities, or entities and relations
+# One Doc's result: entities; entities and relations; entities and generated labels.
+Result = Union[WordsResult, RelexResult, GeneratedResult]
 
 
 def register_relation_extension() -> None:
@@ -58,8 +60,14 @@ def relation_set(cfg: dict[str, Any]) -> LabelSet:
     return relations
 
 
-def check_relation_model(gliner: Any, relations: LabelSet) -> None:
-    """Raise early when relation types are configured for a model that cannot extract them."""
+def check_relation_model(gliner: Any, relations: LabelSet, generated: bool = False) -> None:
+    """Raise early when relation types (``generated``: generated labels) are configured for a
+    model that cannot extract (generate) them."""
+    if generated and gliner.decoder_tokenizer is None:
+        raise ValueError(
+            "gliner: use_generated_labels is set but the checkpoint is not a label-decoder "
+            "GLiNER (labels_decoder in its gliner_config.json): load one, or unset it."
+        )
     if relations.names and not gliner.config.is_relex:
         raise ValueError(
             "gliner: relations are set but the checkpoint is not a relation-extraction GLiNER "
@@ -79,6 +87,9 @@ def find(
     """Entity results, or entity and relation results when relation types are configured.
     ``adjacency_threshold`` / ``relation_threshold`` default to the ``threshold`` setting (its
     ``"default"`` when it is per label)."""
+    if not relations.names and engine.gliner.decoder_tokenizer is not None:
+        decoder = LabelDecoderEngine(engine)
+        return decoder(words, labels, thresholds=thresholds, sentence_starts=sentence_starts)
     if not relations.names:
         return engine(words, labels, thresholds=thresholds, sentence_starts=sentence_starts)
     threshold = cfg["threshold"]
@@ -101,11 +112,12 @@ def annotate_doc(
     relation_names: Sequence[str],
     cfg: dict[str, Any],
 ) -> None:
-    """Entities into ``doc.ents`` / ``doc.spans`` (``docs.annotate``), relations into
-    ``doc._.rel``."""
-    entities = result.entities if isinstance(result, RelexResult) else result
+    """Entities into ``doc.ents`` / ``doc.spans`` (``docs.annotate``, with generated labels for
+    label-decoder models), relations into ``doc._.rel``."""
+    entities = result.entities if isinstance(result, (RelexResult, GeneratedResult)) else result
+    generated = result.generated if isinstance(result, GeneratedResult) else None
     annotate(doc, entities, names, cfg["spans_key"], cfg["ents"], cfg["flat_ner"],
-             cfg["multi_label"])  # fmt: skip
+             cfg["multi_label"], generated, cfg["use_generated_labels"])  # fmt: skip
     if isinstance(result, RelexResult):
         doc._.set(RELATION_EXTENSION, doc_relations(doc, result, names, relation_names))
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("spacy_gliner")
 PathLike = Union[str, Path]
 LABELS_TOKENIZER_DIR = "labels_tokenizer"
+DECODER_TOKENIZER_DIR = "decoder_tokenizer"  # label-decoder models: the decoder's tokenizer
 T = TypeVar("T", bound="ModelFiles")
 
 
@@ -121,7 +122,15 @@ class ModelFiles:
         self.tokenizer.save_pretrained(str(directory))
         if self.labels_tokenizer is not None:
             self.labels_tokenizer.save_pretrained(str(directory / LABELS_TOKENIZER_DIR))
+        if self.decoder_tokenizer is not None:
+            self.decoder_tokenizer.save_pretrained(str(directory / DECODER_TOKENIZER_DIR))
         return directory
+
+    @property
+    def decoder_tokenizer(self) -> Any:
+        """Label-decoder models: the decoder's tokenizer (``pad`` set to ``eos`` when it has
+        none, as the reference does); ``None`` for every other model."""
+        return getattr(self.model, "decoder_tokenizer", None)
 
     def to_bytes(self) -> dict[str, bytes]:
         """Checkpoint files as ``{relative path: bytes}`` (used by the spaCy component)."""
@@ -147,6 +156,10 @@ class ModelFiles:
         self.config.encoder_config = layer.bert_layer.model.config.to_dict()
         if hasattr(layer, "labels_encoder"):
             self.config.labels_encoder_config = layer.labels_encoder.model.config.to_dict()
+        decoder = getattr(self.model, "decoder", None)
+        if decoder is not None:
+            lm_config = decoder.decoder_layer.model.config.to_dict()
+            self.config.extra["labels_decoder_config"] = lm_config
 
     @property
     def device(self) -> torch.device:
@@ -195,7 +208,31 @@ def _load(
         text_cfg.vocab_size = config.vocab_size
     model = assemble(config, text_cfg, labels_cfg)
     load_weights_strict(model, state_dict, str(directory))
+    if config.extra.get("labels_decoder") is not None:
+        model.decoder_tokenizer = _decoder_tokenizer(directory, config, hub_kwargs)
     return model, tokenizer, labels_tokenizer
+
+
+def _decoder_tokenizer(directory: Path, config: GLiNERConfig, hub_kwargs: dict[str, Any]) -> Any:
+    """The label decoder's tokenizer: saved in the checkpoint, else ``labels_decoder``'s
+    (with ``add_prefix_space``, as the reference loads it); ``pad`` defaults to ``eos``."""
+    from transformers import AutoTokenizer
+
+    saved = directory / DECODER_TOKENIZER_DIR
+    name = str(config.extra["labels_decoder"])
+    try:
+        if (saved / "tokenizer_config.json").exists():
+            tokenizer = AutoTokenizer.from_pretrained(str(saved))
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(name, add_prefix_space=True, **hub_kwargs)
+    except Exception as err:  # tokenizers raises bare Exceptions on corrupt files
+        raise CheckpointError(
+            f"{directory}: the label decoder's tokenizer could not be loaded from {saved} or "
+            f"{name!r} ({type(err).__name__}: {str(err)[:200]}). Save it into {saved}."
+        ) from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def assemble(

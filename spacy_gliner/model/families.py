@@ -10,6 +10,7 @@ the output kind the engine decodes (``"span"``: logits ``[B, W, K, C]``; ``"toke
 ``[B, W, C, 3]``, per word and label the start, end and inside logits). Relation-extraction
 families (``relations_layer`` set) add ``extract`` (``relex_model.RelexOutput``) and a ``check``
 that refuses layers they do not build (an unknown ``relations_layer``, any ``triples_layer``).
+Label-decoder families (``labels_decoder`` set) add ``generate`` (``span_decoder_model``).
 
 Token-level checkpoints with ``represent_spans`` (an extra span classifier whose scores replace the
 start/end/inside decoding in the reference) are a separate architecture, not built here.
@@ -83,6 +84,30 @@ def _token_relex_model(
     return TokenRelexModel(config, text, labels)
 
 
+def _span_decoder_model(
+    config: GLiNERConfig, text: nn.Module, labels: nn.Module | None
+) -> nn.Module:
+    from .span_decoder_model import SpanDecoderModel
+
+    return SpanDecoderModel(config, text, labels)
+
+
+def _decoder_problem(data: Mapping[str, Any]) -> str:
+    mode = data.get("decoder_mode")
+    if mode not in (None, "span"):
+        return (
+            f"Its decoder_mode {mode!r} is not built: spacy-gliner generates labels per span "
+            "(decoder_mode 'span'; null generates none); the reference's own inference fails "
+            "with 'prompt'."
+        )
+    if not isinstance(data.get("labels_decoder_config"), dict):
+        return (
+            "Its gliner_config.json has no labels_decoder_config (the decoder's transformers "
+            "config), which spacy-gliner needs to build the decoder."
+        )
+    return ""
+
+
 def _relex_problem(data: Mapping[str, Any]) -> str:
     from .relation_layers import ADJACENCY_MODES, ALL_PAIRS
 
@@ -111,6 +136,9 @@ FAMILIES: dict[str, Family] = {
     "token-level relation extraction": Family(
         "token-level relation extraction", "token", _token_relex_model, _relex_problem
     ),
+    "span-level label decoder": Family(
+        "span-level label decoder", "span", _span_decoder_model, _decoder_problem
+    ),
 }
 
 
@@ -126,9 +154,9 @@ NOT_BUILT = {
         "Token-level models with represent_spans replace the start/end/inside decoding with an "
         "extra span classifier that spacy-gliner does not implement."
     ),
-    "label decoder": (
-        "Label-decoder models (labels_decoder set) generate entity type names with a second, "
-        "generative model that spacy-gliner does not implement."
+    "token-level label decoder": (
+        "Token-level label-decoder models (labels_decoder set, span_mode token_level) are not "
+        "implemented; span-level label-decoder checkpoints are."
     ),
 }
 
