@@ -4,6 +4,7 @@ No hub access here: configs arrive as dicts or objects (``io`` resolves and down
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Optional, cast
 
 import torch
@@ -41,8 +42,8 @@ def backbone_from_config(
         return T5EncoderModel(cast(T5Config, hf_config))
     if attn_implementation is not None:
         return AutoModel.from_config(hf_config, attn_implementation=attn_implementation)
-    try:
-        return AutoModel.from_config(hf_config, attn_implementation="sdpa")
+    try:  # on a copy: a refused request can leave "sdpa" set on the config (transformers 5)
+        return AutoModel.from_config(copy.deepcopy(hf_config), attn_implementation="sdpa")
     except (ValueError, ImportError):  # the architecture has no sdpa attention
         return AutoModel.from_config(hf_config)
 
