@@ -78,13 +78,10 @@ class LabelDecoder(nn.Module):
         rows = inputs.size(0)
         if rows == 0 or max_new_tokens <= 0:
             return torch.zeros(rows, 0, dtype=torch.long, device=inputs.device)
-        from transformers import DynamicCache
-
         mask = torch.ones(rows, inputs.size(1), dtype=torch.long, device=inputs.device)
-        cache = DynamicCache()
-        out = model(
-            inputs_embeds=inputs, attention_mask=mask, past_key_values=cache, use_cache=True
-        )
+        # The model makes its own cache (format per transformers version; an empty DynamicCache
+        # passed in fails in GPT-2 before 4.53) and the loop hands it back each step.
+        out = model(inputs_embeds=inputs, attention_mask=mask, use_cache=True)
         done = torch.zeros(rows, dtype=torch.bool, device=inputs.device)
         steps = []
         for _ in range(max_new_tokens):
