@@ -11,6 +11,7 @@ __all__ = [
     "GLiNER",
     "GLiNERConfig",
     "GLiNERPipe",
+    "OnnxGLiNER",
     "__version__",
     "read_config",
     "register_doc_extensions",
@@ -20,6 +21,7 @@ _LAZY = {
     "GLiNER": ("gliner", "GLiNER"),
     "GLiNERConfig": ("model.config", "GLiNERConfig"),
     "GLiNERPipe": ("component.pipe", "GLiNERPipe"),
+    "OnnxGLiNER": ("onnx_gliner", "OnnxGLiNER"),
     "read_config": ("io.hub", "read_config"),
     "register_doc_extensions": ("component.doc_labels", "register_doc_extensions"),
 }

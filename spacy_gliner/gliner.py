@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
 from .engine import Engine, EngineOptions, LabelSet, engine_dtype
+from .engine.entities import WORD_PATTERN, entity_dicts, split_words
 from .engine.label_decoder import LabelDecoderEngine
 from .engine.relations import RelationEngine
 from .io.model_files import ModelFiles
 from .model.config import GLiNERConfig
 
 _ENGINES_LOCK = threading.Lock()  # module-level: a GLiNER stays picklable
-WORD_PATTERN = re.compile(r"\w+(?:[-_]\w+)*|\S")
 Labels = Union[Sequence[str], Mapping[str, str]]
 
 
@@ -180,27 +179,8 @@ def _options(batch_size: int | None, dtype: Any = None) -> EngineOptions:
     return EngineOptions(batch_size=batch_size, dtype=dtype)
 
 
-def _split(text: Any) -> list[tuple[str, int, int]]:
-    """Words of ``text`` with their character offsets (none for a non-string)."""
-    if not isinstance(text, str):
-        return []
-    return [(m.group(), m.start(), m.end()) for m in WORD_PATTERN.finditer(text)]
-
-
-def _entities(text: str, split: list, decoded: list, label_set: LabelSet) -> list[dict[str, Any]]:
-    ents = []
-    for start, end, label, score in decoded:
-        a, b = split[start][1], split[end][2]
-        ents.append(
-            {
-                "start": a,
-                "end": b,
-                "text": text[a:b],
-                "label": label_set.names[label],
-                "score": score,
-            }
-        )
-    return ents
+_split = split_words
+_entities = entity_dicts
 
 
 def _generated_entities(
@@ -235,4 +215,4 @@ def _or(value: float | None, default: float) -> float:
     return default if value is None else value
 
 
-__all__ = ["GLiNER", "GLiNERConfig"]
+__all__ = ["WORD_PATTERN", "GLiNER", "GLiNERConfig"]

@@ -27,7 +27,7 @@ LAYERS = {
 # Third-party imports allowed per layer (beyond the standard library).
 LAYER_THIRD_PARTY = {
     0: {"torch", "numpy", "transformers"},
-    1: {"torch", "numpy", "transformers", "safetensors", "huggingface_hub"},
+    1: {"torch", "numpy", "transformers", "safetensors", "huggingface_hub", "tokenizers"},
     2: {"torch", "numpy"},
     3: {"torch", "numpy", "thinc"},  # training applies thinc optimizers; no spaCy
 }

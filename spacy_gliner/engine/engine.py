@@ -1,291 +1,103 @@
-"""The inference engine: word lists x labels -> scored candidate spans per text.
+"""The torch inference engine: word lists x labels -> scored candidate spans per text.
 
 One :class:`Engine` per loaded model, reused across calls and safe to call from several
-threads: everything a call computes lives in that call (a :class:`_Call` passed as an argument);
+threads: everything a call computes lives in that call (``core.Call``, passed as an argument);
 the engine itself only holds settings fixed at construction and two caches (label plans,
 bi-encoder label vectors) whose entries are pure functions of their keys.
 
-A call: tokenize every text once -> plan windows (``windows.plan_windows``) and label groups ->
-sort the (window, label group) tasks by length into padded batches -> per batch, assemble the
-encoder input from the cached ids, run the model without autograd, keep the candidates above
-threshold that the window owns (span cells; for token-level models, the spans formed from start /
-end / inside scores: ``token_spans.py``) -> per text, one array of candidates in enumeration order.
+Planning, batching and collecting are :class:`~spacy_gliner.engine.core.EngineCore` (no torch);
+:class:`TorchRuntime` runs the model on each batch without autograd and keeps the candidates
+above threshold that the window owns (span cells; for token-level models, the spans formed from
+start / end / inside scores: ``token_spans.py``).
 """
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import os
-import threading
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple, Optional
+from collections.abc import Iterator, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
-from ..io.tokenizers import Row, TextTokens, max_sequence_tokens
+from ..io.tokenizers import TextTokens, max_sequence_tokens
 from ..model.families import family_of
 from ..model.marker_scores import Workspace
-from .batches import Task, make_batches, make_tasks, plan_text_windows, threshold_table
+from .batches import Task
+from .core import (
+    BI_ENCODER_LABELS_PER_PASS,
+    CPU_BATCH_WINDOWS,
+    GPU_BATCH_WINDOWS,
+    EngineCore,
+    EngineOptions,
+)
 from .dtypes import ScoringModel, check_dtype
 from .label_vectors import LabelVectors, pad_rows
-from .labels import LabelPlan, LabelSet, check_prompt_text, group_table, plan_label_groups
-from .results import WordsResult
-from .score import candidates_function, collect_results
+from .labels import LabelSet
+from .score import Found, candidates_function
 from .torch_context import attention_backends, eval_mode
 from .windows import Window
 
-logger = logging.getLogger("spacy_gliner")
+__all__ = [
+    "BI_ENCODER_LABELS_PER_PASS",
+    "CPU_BATCH_WINDOWS",
+    "GPU_BATCH_WINDOWS",
+    "Engine",
+    "EngineOptions",
+    "TorchRuntime",
+    "predict_words",
+]
 
-# Bi-encoders: labels per pass when ``max_labels_per_pass`` is not set (bounds the logits).
-BI_ENCODER_LABELS_PER_PASS = 256
-# Default padded sub-tokens per encoder call, in full encoder windows: CPU (bounds activation
-# memory on long documents) and GPU (fewer, larger calls: GPU inference is per-call bound).
-CPU_BATCH_WINDOWS = 4
-GPU_BATCH_WINDOWS = 32
-# A call that runs longer logs its progress (INFO) this often.
-PROGRESS_SECONDS = 10.0
-MAX_CACHED_PLANS = 16
 # The process that imported the engine. A call from a forked child (``nlp.pipe(n_process=N)`` on
 # Linux, ``multiprocessing`` with fork) runs torch with one intra-op thread: GNU OpenMP's thread
 # pool does not survive ``fork``, and a child that uses it after the parent did waits forever.
 _PARENT_PID = os.getpid()
 _forked_child_ready = False
-_PLANS_LOCK = threading.Lock()  # module-level: engines stay picklable
 
 
-@dataclass(frozen=True)
-class EngineOptions:
-    """How an engine batches and windows (validated by :class:`Engine`).
+class TorchRuntime:
+    """The engine's runtime for a loaded torch GLiNER (``.model``, ``.prompts``, ``.device``):
+    the model (or its int8 copy) under the engine's autocast dtype, bi-encoder label vectors,
+    and candidate extraction on the device's tensors."""
 
-    ``batch_size``: most rows (window x label group) per encoder call; its default here is the
-    default of the component and of ``GLiNER.inference`` (on a GPU, 64-128 run faster).
-    ``max_batch_tokens``: most padded sub-tokens per call (default 4 encoder windows on CPU, which
-    also bounds the activation memory of long documents; 32 on a GPU). ``window_overlap``:
-    words shared by consecutive windows (default ``2 * max_width``, never below ``max_width``).
-    ``window_words``: most words per window (default and upper bound: ``max_len``).
-    ``max_labels_per_pass``: labels per prompt (default ``max_types``; bi-encoders 256).
-    ``max_tokens``: the encoder's sub-token window (default: what the tokenizer and the encoder's
-    position embeddings allow). ``dtype``: autocast dtype (``torch.float16`` / ``torch.bfloat16``),
-    ``torch.qint8`` for dynamic int8 on CPU (``model/int8.py``: the engine runs its own int8 copy
-    of the model), or None for the weights' own (see ``engine_dtype``).
-    """
-
-    batch_size: int = 32  # bench/defaults_sweep.py; bench/README.md "Defaults"
-    window_overlap: int | None = None
-    window_words: int | None = None
-    max_labels_per_pass: int | None = None
-    max_batch_tokens: int | None = None
-    max_tokens: int | None = None
-    dtype: torch.dtype | None = None
-
-
-class _Call(NamedTuple):
-    """Everything one call computes, passed to the steps that need it."""
-
-    tokens: list[TextTokens]
-    windows: list[list[Window]]
-    plan: LabelPlan
-    labels: LabelSet
-    thresholds: np.ndarray  # [groups, largest group]
-    workspace: Optional[Workspace] = None  # buffers this call reuses across its batches
-
-
-class Engine:
-    """Runs a loaded GLiNER (``.model``, ``.prompts``, ``.config``, ``.device``) over texts."""
-
-    def __init__(self, gliner: Any, options: EngineOptions | None = None) -> None:
-        options = options or EngineOptions()
+    def __init__(self, gliner: Any, options: EngineOptions, output: str) -> None:
         cfg = gliner.config
         self.gliner = gliner
-        self.options = options
-        self.max_width = cfg.max_width
-        self.is_bi_encoder = bool(cfg.is_bi_encoder)
-        # "span" ([B, W, K, C] logits) or "token" ([B, W, C, 3]): how a batch becomes candidates.
-        self.output = family_of(cfg.to_dict()).output
-        self._candidates = candidates_function(self.output, cfg.max_width)
-        self.batch_size = _positive("batch_size", options.batch_size)
-        overlap = options.window_overlap
-        self.overlap = max(
-            cfg.max_width, int(overlap if overlap is not None else 2 * cfg.max_width)
-        )
-        words = options.window_words
-        self.window_words = int(cfg.max_len if words is None else min(int(words), cfg.max_len))
-        if self.window_words <= self.overlap:
-            raise ValueError(
-                f"gliner: window_words ({self.window_words}) must be larger than the window overlap "
-                f"({self.overlap} words: window_overlap, at least max_width {cfg.max_width}); raise "
-                "window_words or lower window_overlap."
-            )
-        default_labels = BI_ENCODER_LABELS_PER_PASS if self.is_bi_encoder else int(cfg.max_types)
-        self.max_labels = int(options.max_labels_per_pass or default_labels)
-        encoder_config = gliner.model.token_rep_layer.bert_layer.model.config
-        self.max_tokens = int(
-            options.max_tokens or max_sequence_tokens(gliner.tokenizer, encoder_config)
-        )
-        windows = CPU_BATCH_WINDOWS if gliner.device.type == "cpu" else GPU_BATCH_WINDOWS
-        self.max_batch_tokens = int(options.max_batch_tokens or windows * self.max_tokens)
+        self.device = gliner.device
         check_dtype(options.dtype, gliner.device)
         int8 = options.dtype == torch.qint8
         self.autocast_dtype = None if int8 else options.dtype
-        self._scoring = ScoringModel(gliner.model, options.dtype)
+        self.scoring = ScoringModel(gliner.model, options.dtype)
         self.label_vectors = (
-            LabelVectors(gliner.model, gliner.prompts) if self.is_bi_encoder else None
+            LabelVectors(gliner.model, gliner.prompts) if cfg.is_bi_encoder else None
         )
-        self._plans: dict[LabelSet, LabelPlan] = {}
+        self._candidates = candidates_function(output, cfg.max_width)
 
-    def clear_cache(self) -> None:
-        """Forget cached label vectors (and rebuild the int8 copy): call after changing the
-        model's weights."""
-        if self.label_vectors is not None:
-            self.label_vectors.clear()
-        self._scoring.rebuild()
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        with eval_mode(self.gliner.model), torch.inference_mode():
+            yield
 
-    @property
-    def model(self) -> torch.nn.Module:
-        """The module the engine runs: the GLiNER's own, or (int8) the engine's int8 copy."""
-        return self._scoring.get()
+    def call_state(
+        self, windows: Sequence[Sequence[Window]], batches: Sequence[Sequence[Task]]
+    ) -> Optional[Workspace]:
+        return _workspace(windows, batches)
 
-    # ------------------------------------------------------------------ labels
-    def label_plan(self, labels: LabelSet) -> LabelPlan:
-        """The label groups of ``labels`` and their prompt ids (cached per label set)."""
-        with _PLANS_LOCK:
-            plan = self._plans.get(labels)
-        if plan is not None:
-            return plan
-        prompts = self.gliner.prompts
-        check_prompt_text(labels.prompts, prompts.reserved_tokens())
-        n = len(labels)
-        if self.is_bi_encoder:
-            step = self.max_labels
-            groups = [list(range(i, min(n, i + step))) for i in range(0, n, step)]
-        else:
-            counts = prompts.word_token_counts(list(labels.prompts))
-            spare = (self.max_tokens - len(prompts.prefix) - len(prompts.suffix)) // 2
-            groups = plan_label_groups(counts.tolist(), self.max_labels, spare)
-        prompt_ids = prompts.prompt_ids([[labels.prompts[i] for i in g] for g in groups])
-        longest = max(len(p) for p in prompt_ids)
-        plan = LabelPlan(groups, prompt_ids, longest, group_table(groups))
-        with _PLANS_LOCK:
-            if len(self._plans) >= MAX_CACHED_PLANS:
-                self._plans.clear()
-            self._plans[labels] = plan
-        return plan
-
-    def plan_windows(
+    def probabilities(
         self,
-        word_lists: Sequence[Sequence[str]],
-        labels: LabelSet,
-        sentence_starts: Sequence[Sequence[int]] | None = None,
-    ) -> list[list[Window]]:
-        """The windows each text would run in with ``labels``."""
-        tokens = self.gliner.prompts.tokenize_words(word_lists)
-        return self._windows(tokens, self.label_plan(labels), sentence_starts)
-
-    def _windows(self, tokens, plan: LabelPlan, sentence_starts) -> list[list[Window]]:
-        prompts = self.gliner.prompts
-        budget = self.max_tokens - len(prompts.prefix) - len(prompts.suffix) - plan.longest_prompt
-        return plan_text_windows(tokens, budget, self.window_words, self.overlap, sentence_starts)
-
-    # ------------------------------------------------------------------ running
-    def __call__(
-        self,
-        word_lists: Sequence[Sequence[str]],
-        labels: LabelSet,
-        *,
-        thresholds: float | Sequence[float] = 0.5,
-        sentence_starts: Sequence[Sequence[int]] | None = None,
-    ) -> list[WordsResult]:
-        """Candidates above threshold for each word list (empty lists give empty results)."""
-        if len(labels) == 0:
-            raise ValueError("GLiNER needs at least one label.")
-        per_label = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (len(labels),))
-        if not word_lists:
-            return []
-        _single_thread_after_fork()
-        plan = self.label_plan(labels)
-        tokens = self.gliner.prompts.tokenize_words(word_lists)
-        windows = self._windows(tokens, plan, sentence_starts)
-        call = _Call(tokens, windows, plan, labels, threshold_table(plan.table, per_label))
-        fixed = len(self.gliner.prompts.prefix) + len(self.gliner.prompts.suffix)
-        tasks = make_tasks(tokens, windows, [len(p) for p in plan.prompt_ids], fixed)
-        found, truncated = self._run_tasks(call, tasks)
-        return collect_results(
-            windows,
-            [len(w) for w in word_lists],
-            found,
-            truncated,
-            len(plan.groups),
-            self.max_width,
-            self.output,
-        )
-
-    def _run_tasks(self, call: _Call, tasks: list[Task]) -> tuple[list, np.ndarray]:
-        truncated = np.zeros(len(call.tokens), dtype=np.int64)
-        batches = make_batches(tasks, self.batch_size, self.max_batch_tokens)
-        call = call._replace(workspace=_workspace(call.windows, batches))
-        found = []
-        start = last_log = time.perf_counter()
-        rows = 0
-        with eval_mode(self.gliner.model):
-            for batch in batches:
-                found.append(self._run_batch(call, batch, truncated))
-                rows += len(batch)
-                now = time.perf_counter()
-                if now - last_log >= PROGRESS_SECONDS:
-                    logger.info(
-                        "GLiNER: %d of %d windows x label groups scored (%.0f%%), %.0f s",
-                        rows,
-                        len(tasks),
-                        100.0 * rows / len(tasks),
-                        now - start,
-                    )
-                    last_log = now
-        logger.debug(
-            "GLiNER: %d texts, %d windows, %d label group(s), %d encoder batches in %.2f s",
-            len(call.tokens),
-            sum(len(w) for w in call.windows),
-            len(call.plan.groups),
-            len(batches),
-            time.perf_counter() - start,
-        )
-        return found, truncated
-
-    @torch.inference_mode()
-    def _run_batch(self, call: _Call, batch: list[Task], truncated: np.ndarray) -> tuple:
-        """(text, start, end, label, score) arrays of the owned cells above threshold."""
-        rows = [self._row(call, t) for t in batch]
-        inputs, cut = self.gliner.prompts.assemble(rows, self.max_tokens)
-        for task, n in zip(batch, cut):
-            truncated[task.text] += n
-        groups = [call.plan.groups[t.group] for t in batch]
-        probs = self._probabilities(inputs, groups, call.labels, call.workspace)
-        return self._candidates(
-            probs, batch, call.windows, call.tokens, call.plan.table, call.thresholds
-        )
-
-    def _row(self, call: _Call, task: Task) -> Row:
-        window = call.windows[task.text][task.window]
-        return Row(
-            call.tokens[task.text], window.start, window.end, call.plan.prompt_ids[task.group]
-        )
-
-    def _probabilities(
-        self,
-        inputs: dict,
+        inputs: dict[str, np.ndarray],
         groups: Sequence[Sequence[int]],
         labels: LabelSet,
-        workspace: Optional[Workspace] = None,
+        state: Optional[Workspace] = None,
     ) -> torch.Tensor:
         """Sigmoid scores (float32) of one batch of encoder inputs: ``[B, W, K, C]`` (span
         models) or ``[B, W, C, 3]`` (token models)."""
-        device = self.gliner.device
-        inputs = {k: v.to(device) for k, v in inputs.items()}
+        device = self.device
+        tensors = {k: torch.from_numpy(v).to(device) for k, v in inputs.items()}
         if self.label_vectors is not None:
             prompts = [tuple(labels.prompts[i] for i in g) for g in groups]
-            inputs["labels_embeddings"], inputs["labels_mask"] = self.label_vectors.rows(
+            tensors["labels_embeddings"], tensors["labels_mask"] = self.label_vectors.rows(
                 prompts, device
             )
         dtype = self.autocast_dtype
@@ -293,8 +105,59 @@ class Engine:
             torch.autocast(device.type, dtype=dtype, enabled=dtype is not None),
             attention_backends(device),
         ):
-            logits, _, _ = self.model(**inputs, workspace=workspace)
+            logits, _, _ = self.scoring.get()(**tensors, workspace=state)
         return torch.sigmoid(logits.float())
+
+    def candidates(
+        self,
+        probs: torch.Tensor,
+        batch: Sequence[Task],
+        windows: Sequence[Sequence[Window]],
+        tokens: Sequence[TextTokens],
+        table: np.ndarray,
+        thresholds: np.ndarray,
+    ) -> Found:
+        return self._candidates(probs, batch, windows, tokens, table, thresholds)
+
+
+class Engine(EngineCore):
+    """Runs a loaded GLiNER (``.model``, ``.prompts``, ``.config``, ``.device``) over texts:
+    an :class:`~spacy_gliner.engine.core.EngineCore` whose runtime is :class:`TorchRuntime`."""
+
+    def __init__(self, gliner: Any, options: EngineOptions | None = None) -> None:
+        options = options or EngineOptions()
+        cfg = gliner.config
+        output = family_of(cfg.to_dict()).output
+        encoder_config = gliner.model.token_rep_layer.bert_layer.model.config
+        runtime = TorchRuntime(gliner, options, output)
+        super().__init__(
+            cfg,
+            gliner.prompts,
+            runtime,
+            options,
+            max_tokens=max_sequence_tokens(gliner.tokenizer, encoder_config),
+            output=output,
+            on_cpu=gliner.device.type == "cpu",
+        )
+        self.gliner = gliner
+        self.torch_runtime = runtime
+        self.autocast_dtype = runtime.autocast_dtype
+        self.label_vectors = runtime.label_vectors
+
+    def clear_cache(self) -> None:
+        """Forget cached label vectors (and rebuild the int8 copy): call after changing the
+        model's weights."""
+        if self.label_vectors is not None:
+            self.label_vectors.clear()
+        self.torch_runtime.scoring.rebuild()
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The module the engine runs: the GLiNER's own, or (int8) the engine's int8 copy."""
+        return self.torch_runtime.scoring.get()
+
+    def _before_call(self) -> None:
+        _single_thread_after_fork()
 
     # ------------------------------------------------------------------ reference-shaped scores
     @torch.inference_mode()
@@ -349,12 +212,6 @@ def _single_thread_after_fork() -> None:
         return
     torch.set_num_threads(1)
     _forked_child_ready = True
-
-
-def _positive(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"gliner: {name} must be a positive integer, got {value!r}.")
-    return value
 
 
 def predict_words(

@@ -12,9 +12,9 @@ does not apply). The candidates then go through the same greedy decoding as span
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-import torch
 
 from ..io.tokenizers import TextTokens
 from .batches import Task
@@ -25,7 +25,7 @@ START, END, INSIDE = 0, 1, 2
 
 
 def token_candidates(
-    probs: torch.Tensor,
+    probs: Any,
     batch: Sequence[Task],
     windows: Sequence[Sequence[Window]],
     tokens: Sequence[TextTokens],
@@ -42,7 +42,11 @@ def token_candidates(
     rule span models use for their cells, for spans of any width). A span longer than every
     window that reaches it, or crossing every window edge, is not found.
     """
-    p = probs.float().cpu().numpy()  # [B, W, C, 3]
+    # A torch tensor (any device or float dtype) or a numpy array (ONNX Runtime).
+    if isinstance(probs, np.ndarray):
+        p = probs.astype(np.float32, copy=False)
+    else:
+        p = probs.float().cpu().numpy()  # [B, W, C, 3]
     _, num_words, num_classes, _ = p.shape
     bounds = [windows[t.text][t.window] for t in batch]
     lengths = np.array([w.end - w.start for w in bounds], dtype=np.int64)

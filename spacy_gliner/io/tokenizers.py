@@ -11,13 +11,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import torch
 
 from ..model.config import GLiNERConfig
 from .errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger("spacy_gliner")
 
@@ -226,9 +228,19 @@ class PromptTokenizer:
     def assemble(
         self, rows: Sequence[Row], max_tokens: int
     ) -> tuple[dict[str, torch.Tensor], list[int]]:
-        """Encoder inputs for ``rows`` (at most ``max_tokens`` sub-tokens each) and, per row, the
-        number of words that fell past that limit (they get zero vectors, as the reference's
-        truncating tokenizer gives them)."""
+        """:meth:`assemble_arrays` as torch tensors (sharing the arrays' memory)."""
+        import torch
+
+        arrays, truncated = self.assemble_arrays(rows, max_tokens)
+        return {k: torch.from_numpy(v) for k, v in arrays.items()}, truncated
+
+    def assemble_arrays(
+        self, rows: Sequence[Row], max_tokens: int
+    ) -> tuple[dict[str, np.ndarray], list[int]]:
+        """Encoder inputs for ``rows`` (at most ``max_tokens`` sub-tokens each) as int64 arrays
+        (``input_ids``, ``attention_mask``, ``words_mask`` ``[B, T]``; ``text_lengths`` ``[B]``)
+        and, per row, the number of words that fell past that limit (they get zero vectors, as
+        the reference's truncating tokenizer gives them)."""
         limit = max_tokens - len(self.prefix) - len(self.suffix)
         seqs, masks, truncated = [], [], []
         for row in rows:
@@ -260,7 +272,7 @@ class PromptTokenizer:
             return body, base + offsets[1:][counts > 0] - 1, word_no[counts > 0]
         return body, base + np.arange(hi - lo, dtype=np.int64), np.repeat(word_no, counts)
 
-    def _pad(self, seqs: list, masks: list, lengths: list[int]) -> dict[str, torch.Tensor]:
+    def _pad(self, seqs: list, masks: list, lengths: list[int]) -> dict[str, np.ndarray]:
         width = max(len(s) for s in seqs)
         input_ids = np.full((len(seqs), width), self.pad_id, dtype=np.int64)
         attention = np.zeros((len(seqs), width), dtype=np.int64)
@@ -271,16 +283,18 @@ class PromptTokenizer:
             attention[r, shift : shift + len(seq)] = 1
             words_mask[r, pos + shift] = val
         return {
-            "input_ids": torch.from_numpy(input_ids),
-            "attention_mask": torch.from_numpy(attention),
-            "words_mask": torch.from_numpy(words_mask),
-            "text_lengths": torch.tensor(lengths, dtype=torch.long),
+            "input_ids": input_ids,
+            "attention_mask": attention,
+            "words_mask": words_mask,
+            "text_lengths": np.asarray(lengths, dtype=np.int64),
         }
 
     def encode(
         self, word_lists: Sequence[Sequence[str]], label_lists: Sequence[Sequence[str]]
     ) -> dict[str, torch.Tensor]:
         """Tensors ``input_ids, attention_mask, words_mask, text_lengths`` for a batch."""
+        import torch
+
         prompts = [self.prompt_words(labels) for labels in label_lists]
         inputs = [p + list(w) for p, w in zip(prompts, word_lists)]
         enc = self.tokenizer(

@@ -16,7 +16,7 @@ from .config import GLiNERConfig
 from .encoder import TokenRepLayer
 from .fusion import CrossFuser
 from .lstm import BiLSTM
-from .words import gather_prompts, pool_words
+from .words import gather_prompts, largest, pool_words
 
 
 class WordsAndPrompts(nn.Module):
@@ -79,7 +79,7 @@ class WordsAndPrompts(nn.Module):
         them (relation models read their relation prompts from the same vectors)."""
         cfg = self.config
         text_lengths = text_lengths.view(-1)
-        num_words = int(text_lengths.max()) if text_lengths.numel() else 0
+        num_words = largest(text_lengths)
         if hidden is None:
             hidden = self.token_rep_layer.encode_text(input_ids, attention_mask)  # [B, T, D]
         if cfg.is_bi_encoder:

@@ -41,12 +41,14 @@ class GLiNERModel(WordsAndPrompts):
         """Logits [B, W, K, C] for every (start word, width, label).
 
         markerV0 takes the factored path (``marker_scores.py``), except when training under
-        autocast, which takes the plain module path like every other span mode.
+        autocast or tracing for an ONNX export, which take the plain module path like every other
+        span mode.
         """
         labels = self.prompt_rep_layer(prompts)  # [B, C, D]
         span_layer = self.span_rep_layer.span_rep_layer
         autocast_training = torch.is_grad_enabled() and torch.is_autocast_enabled(words.device.type)
-        if isinstance(span_layer, MarkerV0) and not autocast_training:
+        factored = not autocast_training and not torch.jit.is_tracing()
+        if isinstance(span_layer, MarkerV0) and factored:
             return factored_marker_logits(
                 span_layer, words, labels, self.config.max_width, workspace
             )

@@ -28,6 +28,15 @@ def pool_words(
     return flat.view(batch, num_words, dim)
 
 
+def largest(values: torch.Tensor) -> int:
+    """``int(values.max())`` (0 for an empty tensor). While ``torch.jit`` traces the model for
+    an ONNX export, the 0-d tensor itself (typed as an int for the callers, which only use it in
+    tensor sizes and arithmetic), so the exported graph keeps word and label counts dynamic."""
+    if torch.jit.is_tracing():
+        return values.max()  # type: ignore[return-value]
+    return int(values.max()) if values.numel() else 0
+
+
 def gather_prompts(
     hidden: torch.Tensor,
     input_ids: torch.Tensor,
@@ -38,7 +47,7 @@ def gather_prompts(
     """Vectors at the ``<<ENT>>`` tokens (or ``shift`` positions after them), in prompt order."""
     is_ent = (input_ids == class_token_index) & (attention_mask > 0)  # [B, T]
     counts = is_ent.sum(-1)
-    num_classes = int(counts.max()) if counts.numel() else 0
+    num_classes = largest(counts)
     prompts = hidden.new_zeros(hidden.size(0), num_classes, hidden.size(-1))  # [B, C, D]
     b, t = torch.nonzero(is_ent, as_tuple=True)
     slot = torch.cumsum(is_ent.long(), dim=-1)[b, t] - 1
