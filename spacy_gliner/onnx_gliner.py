@@ -35,6 +35,7 @@ def make_session(path: str | Path, threads: int | None = None) -> Any:
             "pip install 'spacy-gliner[onnx]' (or pip install onnxruntime)."
         ) from err
     options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # this session's log: errors only (not shape-inference notes)
     if threads is not None:
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1

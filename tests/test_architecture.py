@@ -18,18 +18,21 @@ LAYERS = {
     "engine": 2,
     "training": 3,
     "gliner": 3,
+    "onnx_gliner": 3,
+    "export": 3,
     "component": 4,
     "data": 5,
     "cli": 5,
     "__main__": 5,
     "integrations": 6,
 }
-# Third-party imports allowed per layer (beyond the standard library).
+# Third-party imports allowed per layer (beyond the standard library). ``onnx_gliner`` (layer 3)
+# and ``export`` (layer 3) import onnxruntime, declared by the ``onnx`` extra (below).
 LAYER_THIRD_PARTY = {
     0: {"torch", "numpy", "transformers"},
     1: {"torch", "numpy", "transformers", "safetensors", "huggingface_hub", "tokenizers"},
     2: {"torch", "numpy"},
-    3: {"torch", "numpy", "thinc"},  # training applies thinc optimizers; no spaCy
+    3: {"torch", "numpy", "thinc", "onnxruntime"},  # training: thinc optimizers; no spaCy
 }
 
 
@@ -146,11 +149,21 @@ def test_third_party_imports_are_declared_dependencies():
     tomllib = pytest.importorskip("tomllib")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = _names(project["dependencies"])
-    # The integrations layer may import what an optional extra declares.
-    extras = _names(d for deps in project.get("optional-dependencies", {}).values() for d in deps)
+    # The integrations layer may import what an optional extra declares; the ONNX modules what
+    # the ``onnx`` extra declares.
+    optional = project.get("optional-dependencies", {})
+    extras = _names(d for deps in optional.values() for d in deps)
+    onnx_extra = _names(optional.get("onnx", ()))
+    onnx_modules = (
+        "spacy_gliner.onnx_gliner",
+        "spacy_gliner.export",
+        "spacy_gliner.cli.export_onnx",
+    )
     missing = set()
     for name, path in _modules().items():
         allowed = declared | (extras if name.startswith("spacy_gliner.integrations") else set())
+        if name.startswith(onnx_modules):
+            allowed |= onnx_extra
         for imp in _imports(name, path):
             top = imp.split(".")[0]
             if top in ("spacy_gliner", "") or top in sys.stdlib_module_names:
@@ -173,3 +186,53 @@ def test_files_and_functions_stay_small():
                 if length > 50:
                     big.append(f"{name}.{node.name}: {length} lines")
     assert not big, "; ".join(big)
+
+
+# The ONNX Runtime path: these modules and every spacy_gliner module they import at module level
+# import neither torch nor transformers at module level (functions the path never calls may
+# import them lazily; tests/test_onnx.py runs the path in a process where importing them fails).
+TORCH_FREE = ("spacy_gliner.onnx_gliner",)
+
+
+def _module_level_imports(name: str, path: Path) -> list[str]:
+    """Absolute names imported by the module's own body (not in functions, not under
+    ``if TYPE_CHECKING:``)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1]
+            prefix = ".".join(base) if node.level else ""
+            target = (
+                f"{prefix}.{node.module}" if prefix and node.module else (node.module or prefix)
+            )
+            found += [target, *(f"{target}.{alias.name}" for alias in node.names)]
+    return found
+
+
+def test_onnx_runtime_path_imports_no_torch():
+    modules = _modules()
+    seen, todo = set(), list(TORCH_FREE)
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        parts = module.split(".")
+        todo += [
+            ".".join(parts[:i]) for i in range(2, len(parts)) if ".".join(parts[:i]) in modules
+        ]
+        for imp in _module_level_imports(module, modules[module]):
+            while imp and imp not in modules:
+                imp = imp.rpartition(".")[0]
+            if imp:
+                todo.append(imp)
+    wrong = sorted(
+        f"{name} imports {imp}"
+        for name in seen
+        for imp in _module_level_imports(name, modules[name])
+        if imp.split(".")[0] in ("torch", "transformers")
+    )
+    assert not wrong, "; ".join(wrong)

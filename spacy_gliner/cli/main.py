@@ -96,11 +96,23 @@ def _add_init(sub: argparse._SubParsersAction) -> None:
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
-        help="write the GLiNER checkpoint of a saved pipeline",
-        description="Write the gliner component's checkpoint (loadable by GLiNER.from_pretrained).",
+        help="write the GLiNER checkpoint of a saved pipeline, or an ONNX export (--onnx)",
+        description="Write the gliner component's checkpoint (loadable by GLiNER.from_pretrained)"
+        "; with --onnx, an ONNX export of a pipeline or checkpoint (loadable by OnnxGLiNER).",
     )
-    p.add_argument("pipeline_dir", help="saved spaCy pipeline")
-    p.add_argument("out_dir", help="checkpoint directory to write")
+    p.add_argument(
+        "pipeline_dir",
+        help="saved spaCy pipeline (with --onnx also a GLiNER checkpoint directory or hub id)",
+    )
+    p.add_argument("out_dir", help="directory to write")
+    p.add_argument(
+        "--onnx",
+        action="store_true",
+        help="write model.onnx, gliner_config.json and tokenizer.json for the ONNX runtime",
+    )
+    p.add_argument(
+        "--int8", action="store_true", help="with --onnx: also model_int8.onnx (dynamic int8)"
+    )
     p.set_defaults(func=_export)
 
 
@@ -135,6 +147,14 @@ def _init(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .models import export_checkpoint
 
+    if args.int8 and not args.onnx:
+        raise CLIError("--int8 writes an int8 ONNX model: use it with --onnx")
+    if args.onnx:
+        from .export_onnx import export_onnx_dir
+
+        written = export_onnx_dir(args.pipeline_dir, Path(args.out_dir), args.int8)
+        print(f"ONNX export written to {args.out_dir} ({', '.join(p.name for p in written)})")
+        return 0
     for note in export_checkpoint(args.pipeline_dir, Path(args.out_dir)):
         print(note, file=sys.stderr)
     print(f"checkpoint written to {args.out_dir}")

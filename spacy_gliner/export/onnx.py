@@ -35,16 +35,39 @@ from ..io.tokenizers import max_sequence_tokens
 from ..model.config import CONFIG_FILE
 from ..model.families import architecture_of, family_of
 
-OPSET = 17
+OPSET = 18
 VERIFY_TOLERANCE = 1e-4
 EXPORTABLE = ("span-level uni-encoder", "token-level uni-encoder")
 # Example words for tracing: one row longer than the BiLSTM's fused-path threshold (16 words),
 # so the trace takes the path that handles any length, and a short padded row.
-_EXAMPLE = (
-    "John Smith works for Acme Corp in New York City and Paris , France , since 2019 with Mary "
-    "Jones of the United Nations ."
-).split()
-_CHECK = "Barack Obama visited Berlin with Angela Merkel in 2010 .".split()
+_EXAMPLE = [
+    "John",
+    "Smith",
+    "works",
+    "for",
+    "Acme",
+    "Corp",
+    "in",
+    "New",
+    "York",
+    "City",
+    "and",
+    "Paris",
+    ",",
+    "France",
+    ",",
+    "since",
+    "2019",
+    "with",
+    "Mary",
+    "Jones",
+    "of",
+    "the",
+    "United",
+    "Nations",
+    ".",
+]
+_CHECK = ["Barack", "Obama", "visited", "Berlin", "with", "Angela", "Merkel", "in", "2010", "."]
 
 
 class UnsupportedExport(ValueError):
@@ -154,7 +177,7 @@ def _trace(wrapper: nn.Module, inputs: dict, path: Path, output: str, opset: int
     names = ["input_ids", "attention_mask", "words_mask", "text_lengths"]
     text = {0: "batch", 1: "sequence"}
     probs = {0: "batch", 1: "words", (3 if output == "span" else 2): "labels"}
-    axes = {**{n: text for n in names[:3]}, "text_lengths": {0: "batch"}, "probs": probs}
+    axes = {**dict.fromkeys(names[:3], text), "text_lengths": {0: "batch"}, "probs": probs}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the tracer's notes on sizes it records dynamically
         torch.onnx.export(

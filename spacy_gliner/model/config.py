@@ -8,6 +8,24 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional, Union
 
+# The span modes ``span_rep.py`` builds and the post-fusion schema tokens ``fusion.py`` knows
+# (here so that reading a config needs no torch: the ONNX runtime reads configs too).
+SPAN_MODES: tuple[str, ...] = (
+    "markerV0",
+    "marker",
+    "markerV1",
+    "markerV2",
+    "query",
+    "mlp",
+    "cat",
+    "conv_conv",
+    "conv_max",
+    "conv_mean",
+    "conv_sum",
+    "conv_share",
+)
+FUSION_TOKENS: tuple[str, ...] = ("l2l", "t2t", "l2t", "t2l")
+
 CONFIG_FILE = "gliner_config.json"
 TOKEN_LEVEL = "token_level"  # span_mode of token-level models (no span representation layer)
 SUBTOKEN_POOLING = ("first", "last", "mean", "max")
@@ -124,9 +142,6 @@ class GLiNERConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field when a value cannot work."""
-        from .fusion import FUSION_TOKENS
-        from .span_rep import SPAN_MODES
-
         for name in _INT_FIELDS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):

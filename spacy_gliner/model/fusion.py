@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-FUSION_TOKENS: tuple[str, ...] = ("l2l", "t2t", "l2t", "t2l")
+from .config import FUSION_TOKENS
 
 
 class MultiheadAttention(nn.Module):

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config import SPAN_MODES
 from .layers import projection_mlp
 
 
@@ -272,7 +273,8 @@ _BUILDERS: dict[str, Callable[[int, int, float], nn.Module]] = {
     "conv_share": lambda d, k, p: ConvShare(d, k),
 }
 
-SPAN_MODES: tuple[str, ...] = tuple(_BUILDERS)
+if tuple(_BUILDERS) != SPAN_MODES:  # config.py lists the modes for torch-free config reading
+    raise RuntimeError(f"config.SPAN_MODES {SPAN_MODES} differ from span_rep's {tuple(_BUILDERS)}")
 
 
 class SpanRepLayer(nn.Module):

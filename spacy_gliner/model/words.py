@@ -23,9 +23,27 @@ def pool_words(
     b, t = torch.nonzero(keep, as_tuple=True)
     flat_index = (b * num_words + words_mask[b, t] - 1).unsqueeze(-1).expand(-1, dim)
     flat = words.view(batch * num_words, dim)
+    if torch.jit.is_tracing():
+        return _traced_reduce(flat, flat_index, hidden[b, t], pooling).view(batch, num_words, dim)
     reduce = "mean" if pooling == "mean" else "amax"
     flat = flat.scatter_reduce(0, flat_index, hidden[b, t], reduce=reduce, include_self=False)
     return flat.view(batch, num_words, dim)
+
+
+def _traced_reduce(
+    flat: torch.Tensor, index: torch.Tensor, values: torch.Tensor, pooling: str
+) -> torch.Tensor:
+    """``scatter_reduce(..., include_self=False)`` of zeros ``flat`` in ops ONNX has (it has no
+    mean reduction and no ``include_self=False``): mean = sum / count, max over a -inf start;
+    slots that receive nothing stay 0. Same values within float rounding (an export is checked
+    against the model before it is kept)."""
+    if pooling == "mean":
+        total = flat.scatter_add(0, index, values)
+        count = flat.scatter_add(0, index, torch.ones_like(values))
+        return total / count.clamp(min=1)
+    start = torch.full_like(flat, float("-inf"))
+    top = start.scatter_reduce(0, index, values, reduce="amax", include_self=True)
+    return torch.where(torch.isinf(top), flat, top)
 
 
 def largest(values: torch.Tensor) -> int:
