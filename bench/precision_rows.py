@@ -1,6 +1,9 @@
 """Precision rows of ``bench_inference.py``: int8 and ONNX beside float32, on the short texts.
 
-Rows: this component with default settings in float32 and with ``dtype: "int8"``; the reference
+Rows: this component with default settings in float32 and with ``dtype: "int8"``; this package's
+ONNX Runtime path (``spacy-gliner export --onnx --int8``, run by ``spacy_gliner.OnnxGLiNER``
+with no torch in its path: same windows, batching and decoding; words split by the reference's
+regex, like the reference rows) in float32 and int8 (QInt8 weights); the reference
 (gliner 0.2.29) in float32, with ``quantize="int8"`` (torch dynamic int8), and through its own ONNX
 export (``export_to_onnx(quantize=True)``) run by onnxruntime in float32 and int8 (QUInt8
 weights). Each row: words/s and the decoded entities shared with the reference float32 and with
@@ -155,6 +158,14 @@ def precision_rows(
         seconds, _, peak = timed(lambda nlp=nlp: list(nlp.pipe(texts)), repeats)
         ours[name] = doc_entities(list(nlp.pipe([word_doc(nlp, t) for t in texts])))
         rows[name] = {"seconds": seconds, "words_per_s": words / seconds, "peak_mib": peak}
+    for name, seconds, found_, peak in _our_onnx_rows(
+        checkpoint, texts, labels, threshold, timed, repeats, threads, workdir
+    ):
+        if isinstance(seconds, str):
+            rows[name] = {"error": seconds}
+            continue
+        ours[name] = found_
+        rows[name] = {"seconds": seconds, "words_per_s": words / seconds, "peak_mib": peak}
     reference = RefGLiNER.from_pretrained(str(checkpoint), local_files_only=True).eval()
     models = {"reference float32": reference, **_reference_runtimes(checkpoint, workdir, threads)}
     found: dict[str, set[Entity]] = {}
@@ -178,6 +189,38 @@ def precision_rows(
             row["agreement_reference_fp32"] = agreement(found[name], found["reference float32"])
             row["agreement_ours_fp32"] = agreement(found[name], ours["this component, float32"])
     return rows
+
+
+def _our_onnx_rows(
+    checkpoint: Path,
+    texts: list[str],
+    labels: list[str],
+    threshold: float,
+    timed: Callable[[Callable[[], Any], int], tuple[float, Any, float]],
+    repeats: int,
+    threads: int,
+    workdir: Path,
+) -> Iterator[tuple[str, Any, set[Entity], float]]:
+    """(row name, seconds or the error, entities, peak MiB) of our ONNX export in float32 and
+    int8."""
+    try:
+        from spacy_gliner import GLiNER, OnnxGLiNER
+        from spacy_gliner.export.onnx import export_onnx
+
+        directory = workdir / "ours"
+        with _quiet_stdout():
+            export_onnx(GLiNER.from_pretrained(checkpoint), directory, int8=True)
+    except Exception as err:  # onnx(runtime) missing, or the export failed
+        for name in ("float32", "int8"):
+            yield f"our ONNX Runtime, {name}", f"{type(err).__name__}: {err}", set(), 0.0
+        return
+    for name, int8 in (("float32", False), ("int8", True)):
+        model = OnnxGLiNER.from_pretrained(directory, int8=int8, threads=threads)
+        model.inference(texts[:8], labels, threshold=threshold)  # warm-up
+        seconds, out, peak = timed(
+            lambda m=model: m.inference(texts, labels, threshold=threshold), repeats
+        )
+        yield f"our ONNX Runtime, {name}", seconds, reference_entities(out), peak
 
 
 def print_rows(rows: dict[str, dict[str, Any]]) -> None:

@@ -22,7 +22,7 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from spacy_gliner import GLiNER, OnnxGLiNER
+from spacy_gliner import GLiNER, GLiNERConfig, OnnxGLiNER
 from spacy_gliner.engine import Engine, EngineOptions, LabelSet
 from spacy_gliner.export.onnx import UnsupportedExport, export_onnx
 from spacy_gliner.io import CheckpointError
@@ -68,7 +68,9 @@ CONFIGS = {
     "marker_rnn0": ("bert", {"span_mode": "marker", "num_rnn_layers": 0}),
     "query": ("bert", {"span_mode": "query"}),
     "conv_sum_mean": ("bert", {"span_mode": "conv_sum", "subtoken_pooling": "mean"}),
-    "uni_fusion": ("bert", {"post_fusion_schema": "l2l-l2t-t2t"}),
+    "conv_share_max": ("bert", {"span_mode": "conv_share", "subtoken_pooling": "max"}),
+    # A reference checkpoint leaves its fuser unused; a model made here applies it ("ours").
+    "uni_fusion_applied": ("ours", {"post_fusion_schema": "l2l-l2t-t2t"}),
     "deberta": ("deberta", {}),
     "deberta_spm_last": ("deberta_spm", {"subtoken_pooling": "last", "span_mode": "markerV1"}),
     "token_level": ("bert", {"span_mode": "token_level"}),
@@ -76,16 +78,21 @@ CONFIGS = {
 
 
 @pytest.fixture(scope="module")
-def exported(reference_checkpoint, tmp_path_factory):
+def exported(reference_checkpoint, bert_dir, tmp_path_factory):
     """``exported(name)``: (torch GLiNER, ONNX export directory), built once per name."""
     cache: dict[str, tuple[GLiNER, Path]] = {}
 
     def build(name: str) -> tuple[GLiNER, Path]:
         if name not in cache:
             encoder, config = CONFIGS[name]
-            # Wider heads than the default: scores spread over (0, 1), few near-ties.
-            ckpt = reference_checkpoint(encoder, head_scale=0.15, **config)
-            ours = GLiNER.from_pretrained(ckpt)
+            if encoder == "ours":
+                fresh = GLiNERConfig(
+                    model_name=str(bert_dir), hidden_size=32, max_width=4, **config
+                )
+                ours = GLiNER(fresh)
+            else:  # wider heads than the default: scores spread over (0, 1), few near-ties
+                ckpt = reference_checkpoint(encoder, head_scale=0.15, **config)
+                ours = GLiNER.from_pretrained(ckpt)
             out = tmp_path_factory.mktemp(f"onnx_{name}")
             export_onnx(ours, out, int8=name == "markerV0")
             cache[name] = (ours, out)
