@@ -281,9 +281,9 @@ def test_long_calls_log_progress(ours, monkeypatch, caplog):
     DEBUG summary."""
     import logging
 
-    from spacy_gliner.engine import engine as engine_module
+    from spacy_gliner.engine import core
 
-    monkeypatch.setattr(engine_module, "PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(core, "PROGRESS_SECONDS", 0.0)
     predictor = Engine(ours, EngineOptions(batch_size=2))
     texts = [_words(12, seed=i) for i in range(5)]  # five tasks in three batches
     with caplog.at_level(logging.DEBUG, logger="spacy_gliner"):

@@ -235,7 +235,8 @@ def test_runs_without_torch(exported):
     ours, directory = exported("markerV0")
     texts = [*TEXTS, LONG]
     threshold = _threshold(ours, TEXTS)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     args = json.dumps([texts, LABELS, threshold])
     proc = subprocess.run(
         [sys.executable, "-c", BLOCKER, str(directory), args],
