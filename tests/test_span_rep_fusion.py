@@ -158,3 +158,18 @@ def test_layers_fuser_parity():
         out = ours(hidden_states)
         torch.testing.assert_close(out, ref(list(hidden_states)), atol=1e-5, rtol=1e-5)
     assert out.shape == (B, 9, hidden)
+
+
+def test_marker_v0_traced_form_matches_factored_inference():
+    """``traced_marker_logits`` (the whole-tensor form an ONNX export traces) equals the inference
+    loop ``factored_marker_logits`` on every cell, cells past the padded length included."""
+    from spacy_gliner.model.marker_scores import factored_marker_logits, traced_marker_logits
+
+    torch.manual_seed(2)
+    marker: MarkerV0 = SpanRepLayer("markerV0", D, K, 0.1).eval().span_rep_layer
+    words, labels = _words(), torch.randn(B, 3, D)
+    with torch.no_grad():
+        traced = traced_marker_logits(marker, words, labels, K)
+        factored = factored_marker_logits(marker, words, labels, K)
+    assert traced.shape == (B, W, K, 3)
+    torch.testing.assert_close(traced, factored, atol=1e-5, rtol=1e-5)

@@ -193,6 +193,27 @@ def factored_marker_logits(
     )
 
 
+def traced_marker_logits(span_layer: MarkerV0, words: Tensor, labels: Tensor, width: int) -> Tensor:
+    """The factored logits [B, W, K, C] in whole-tensor ops (no loops over chunks, no sizes read
+    from values), for tracing into an ONNX graph: the hidden layer ``relu(S[s] + E[s + k])`` of
+    every cell as one [B, W, K, 4D] tensor (cells past W take a zero end term, as in
+    :func:`marker_span_logits_inference`), then the product with the folded label vectors. Same
+    values as :func:`factored_marker_logits` in inference up to float rounding (an export is
+    checked against the model before it is kept)."""
+    out = cast(nn.Sequential, span_layer.out_project)
+    last = cast(nn.Linear, out[3])
+    start, end = span_layer.span_terms(words)  # [B, W, 4D] each
+    batch, num_words, hidden = start.shape
+    padded = torch.cat([end, end.new_zeros(batch, width - 1, hidden)], dim=1)  # [B, W+K-1, 4D]
+    ends = torch.arange(num_words, device=words.device)[:, None] + torch.arange(
+        width, device=words.device
+    )
+    cells = padded.index_select(1, ends.reshape(-1)).view(batch, num_words, width, hidden)
+    hidden_layer = (start.unsqueeze(2) + cells).clamp_min(0)  # [B, W, K, 4D]
+    logits = torch.einsum("bwkh,bch->bwkc", hidden_layer, labels @ last.weight)
+    return logits + (labels @ last.bias)[:, None, None, :]
+
+
 def span_terms(
     span_layer: MarkerV0, words: Tensor, workspace: Optional[Workspace] = None
 ) -> tuple[Tensor, Tensor]:

@@ -8,7 +8,7 @@ from torch import nn
 from .config import GLiNERConfig
 from .dropout import use_fast_dropout
 from .layers import projection_mlp
-from .marker_scores import Workspace, factored_marker_logits
+from .marker_scores import Workspace, factored_marker_logits, traced_marker_logits
 from .prompt_words import WordsAndPrompts
 from .span_rep import MarkerV0, SpanRepLayer
 from .words import enumerate_spans
@@ -40,18 +40,18 @@ class GLiNERModel(WordsAndPrompts):
     ) -> torch.Tensor:
         """Logits [B, W, K, C] for every (start word, width, label).
 
-        markerV0 takes the factored path (``marker_scores.py``), except when training under
-        autocast or tracing for an ONNX export, which take the plain module path like every other
-        span mode.
+        markerV0 takes the factored path (``marker_scores.py``; its whole-tensor form when traced
+        for an ONNX export), except when training under autocast, which takes the plain module
+        path like every other span mode.
         """
         labels = self.prompt_rep_layer(prompts)  # [B, C, D]
         span_layer = self.span_rep_layer.span_rep_layer
         autocast_training = torch.is_grad_enabled() and torch.is_autocast_enabled(words.device.type)
-        factored = not autocast_training and not torch.jit.is_tracing()
-        if isinstance(span_layer, MarkerV0) and factored:
-            return factored_marker_logits(
-                span_layer, words, labels, self.config.max_width, workspace
-            )
+        if isinstance(span_layer, MarkerV0) and not autocast_training:
+            width = self.config.max_width
+            if torch.jit.is_tracing():
+                return traced_marker_logits(span_layer, words, labels, width)
+            return factored_marker_logits(span_layer, words, labels, width, workspace)
         return self.plain_span_logits(words, word_mask, labels)
 
     def plain_span_logits(
