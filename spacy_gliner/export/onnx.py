@@ -149,10 +149,16 @@ def export_onnx(
 
 
 def quantize_int8(model_path: Path, out_path: Path) -> Path:
-    """Dynamic int8 weights (signed) for the MatMul / Gemm nodes of ``model_path``."""
+    """Dynamic int8 weights (signed, per tensor) for the MatMul / Gemm nodes of ``model_path``;
+    everything else (embeddings, LSTM, LayerNorm, attention softmax) stays float32."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(model_path), str(out_path), weight_type=QuantType.QInt8)
+    quantize_dynamic(
+        str(model_path),
+        str(out_path),
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul", "Gemm"],
+    )
     return out_path
 
 
