@@ -167,6 +167,10 @@ def test_entities_api_matches_torch(exported):
         ]
     first = onnx.inference(TEXTS[:1], LABELS, threshold=threshold)[0]
     assert onnx.predict_entities(TEXTS[0], LABELS, threshold=threshold) == first
+    odd = ["", "   ", None, 7]  # as GLiNER: no words, no entities
+    assert onnx.inference(odd, LABELS) == ours.inference(odd, LABELS) == [[], [], [], []]
+    with pytest.raises(ValueError, match="Duplicate"):
+        onnx.inference(TEXTS, ["person", "person"])
 
 
 @pytest.mark.parametrize("encoder", ["bert", "deberta_spm"])
