@@ -178,8 +178,8 @@ def test_token_config_differs_from_train_cfg_only_in_span_mode():
 
 def test_spacy_train_with_the_token_config_lowers_the_loss(bert_dir, tmp_path):
     """``spacy train configs/train_token.cfg`` (30 steps, tiny encoder): a token-level model
-    whose summed loss of the last evaluation period is below that of the first, saved as
-    model-best that loads back as a token-level model."""
+    whose loss, summed per evaluation period of 10 steps, falls period after period (about
+    700 -> 580 -> 500 here), saved as model-best that loads back as a token-level model."""
     nlp = spacy.blank("en")
     db = DocBin()
     for eg in helpers.make_examples(nlp, TRAIN) * 4:
@@ -191,9 +191,10 @@ def test_spacy_train_with_the_token_config_lowers_the_loss(bert_dir, tmp_path):
         "paths.base_model": bert_dir,
         "training.max_steps": 30,
         "training.eval_frequency": 10,
-        "training.optimizer.learn_rate.initial_rate": 0.001,
+        "training.optimizer.learn_rate.initial_rate": 0.003,
         "training.optimizer.learn_rate.warmup_steps": 1,
-        "components.gliner.others_lr": 0.001,
+        "training.dropout": 0.1,
+        "components.gliner.others_lr": 0.003,
         "initialize.components.gliner.model_loader.hidden_size": 32,
         "initialize.components.gliner.model_loader.dropout": 0.0,
     }
@@ -204,7 +205,7 @@ def test_spacy_train_with_the_token_config_lowers_the_loss(bert_dir, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [line.split() for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
     losses = [float(row[2]) for row in rows if int(row[1])]  # summed per evaluation period
-    assert len(losses) == 3 and losses[-1] < losses[0], result.stdout
+    assert len(losses) == 3 and losses[0] > losses[1] > losses[2], result.stdout
     loaded = spacy.load(tmp_path / "out" / "model-best")
     assert loaded.get_pipe("gliner").gliner.config.is_token_level
     assert isinstance(loaded("mary visited paris .").ents, tuple)
