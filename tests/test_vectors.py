@@ -8,7 +8,8 @@ span- and token-level, uni- and bi-encoder.
 * the spaCy component: ``span._.gliner_vector`` / ``span._.gliner_label_vector`` on every span of
   ``doc.ents`` and ``doc.spans`` equal the reference's, survive a DocBin (``store_user_data``),
   and are absent (nothing stored) with the setting off (the default);
-* long documents: each entity's vectors are those of the window that owns it, run alone;
+* long documents: each entity's vectors are those of the window that owns it, run alone; label
+  groups: those of the pass that scored it;
 * families without entity vectors are refused when the model loads.
 """
 
@@ -237,3 +238,38 @@ def test_relation_model_refuses_vectors(reference_checkpoint):
         _ = pipe.gliner
     with pytest.raises(ValueError, match="return_vectors"):
         GLiNER.from_pretrained(ckpt).inference(SENTENCES[:1], LABELS, return_vectors=True)
+
+
+def _top_threshold(results, count: int) -> float:
+    """A threshold under about ``count`` candidate scores, in a gap wider than 4*TOL."""
+    values = np.unique(np.concatenate([r.scores for r in results]))[::-1]
+    gaps = np.flatnonzero(-np.diff(values) > 4 * TOL)
+    i = gaps[np.argmin(np.abs(gaps - count))]
+    return float((values[i] + values[i + 1]) / 2)
+
+
+def test_label_groups_give_the_vectors_of_their_own_pass(pair):
+    """One label per pass (``max_labels_per_pass = 1``): each entity's vectors are those of a run
+    with its label alone (a uni-encoder reads the labels with the text, so its vectors belong
+    to the pass that scored the span)."""
+    words = [_words(text) for text in SENTENCES]
+    labels = LabelSet.from_labels(LABELS)
+    grouped = Engine(pair.ours, EngineOptions(max_labels_per_pass=1))
+    threshold = _top_threshold(grouped(words, labels, thresholds=0.0), 15)
+    results = grouped(words, labels, thresholds=threshold, vectors=True)
+    assert results[0].num_label_groups == len(LABELS)
+    checked = 0
+    for label, name in enumerate(LABELS):
+        alone = Engine(pair.ours)(
+            words, LabelSet.from_labels([name]), thresholds=threshold, vectors=True
+        )
+        for result, single in zip(results, alone):
+            mine = [d for d in result.decode(False, True) if d[2] == label]
+            local = [(s, e, 0, p) for s, e, _, p in mine]
+            for (vector, label_vector), (span_ref, label_ref) in zip(
+                result.vectors_of(mine), single.vectors_of(local)
+            ):
+                _close(vector, span_ref, f"{pair.name} {name}")
+                _close(label_vector, label_ref, f"{pair.name} {name}")
+                checked += 1
+    assert checked >= 8
