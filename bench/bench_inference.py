@@ -15,7 +15,10 @@ Measured:
 * peak memory (RSS high-water mark above the level before the run) of each run;
 * on the long documents, a recall proxy before/after word 384 (see ``recall_proxy``);
 * in fresh processes: a 1,000-word vs a ``--doc-words`` (100,000) word document (time, peak memory
-  above the loaded model) and one short text with ``--n-labels`` (1,000) labels.
+  above the loaded model) and one short text with ``--n-labels`` (1,000) labels;
+* model-family rows (``family_rows.py``): a token-level and a relation-extraction checkpoint, this
+  component vs the reference's ``inference()`` on the short texts (``--only-families`` runs only
+  these: ``OMP_NUM_THREADS=1 python bench/bench_inference.py --only-families --n-short 100``).
 
 Words are counted with the reference's word regex on each text, the same count for every system.
 The reference truncates texts to 384 words: its long-document words/s counts only the words it
