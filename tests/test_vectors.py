@@ -15,6 +15,7 @@ span- and token-level, uni- and bi-encoder.
 
 from __future__ import annotations
 
+import pickle
 import re
 from typing import Any
 
@@ -173,7 +174,7 @@ def _check_doc(doc: Doc, nested: list[dict], flat: list[dict], where: str) -> in
 
 def test_component_vectors_and_docbin(pair):
     """``return_vectors = true``: every span of doc.spans (nested, multi-label) and doc.ents has
-    the reference's vectors, also after a DocBin round trip with user data."""
+    the reference's vectors, also after a DocBin round trip with user data and a pickle."""
     nlp = _nlp(pair, return_vectors=True)
     nested = _ref_vectors(pair, flat_ner=False, multi_label=True)
     flat = _ref_vectors(pair)
@@ -183,6 +184,8 @@ def test_component_vectors_and_docbin(pair):
     back = list(DocBin().from_bytes(stored).get_docs(nlp.vocab))
     for doc, n, f in zip(back, nested, flat):
         _check_doc(doc, n, f, f"{pair.name} (DocBin)")
+    for doc, n, f in zip(docs, nested, flat):  # as nlp.pipe(n_process=N) sends Docs back
+        _check_doc(pickle.loads(pickle.dumps(doc)), n, f, f"{pair.name} (pickle)")
 
 
 def test_component_vectors_off_by_default(default_checkpoint):
