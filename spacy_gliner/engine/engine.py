@@ -35,6 +35,7 @@ from .labels import LabelPlan, LabelSet, check_prompt_text, group_table, plan_la
 from .results import WordsResult
 from .score import candidates_function, collect_results
 from .torch_context import attention_backends, eval_mode
+from .vectors import check_vectors, vector_batch
 from .windows import Window
 
 logger = logging.getLogger("spacy_gliner")
@@ -91,6 +92,7 @@ class _Call(NamedTuple):
     labels: LabelSet
     thresholds: np.ndarray  # [groups, largest group]
     workspace: Optional[Workspace] = None  # buffers this call reuses across its batches
+    vectors: bool = False  # span and label vectors of the candidates (``vectors.py``)
 
 
 class Engine:
@@ -197,10 +199,15 @@ class Engine:
         *,
         thresholds: float | Sequence[float] = 0.5,
         sentence_starts: Sequence[Sequence[int]] | None = None,
+        vectors: bool = False,
     ) -> list[WordsResult]:
-        """Candidates above threshold for each word list (empty lists give empty results)."""
+        """Candidates above threshold for each word list (empty lists give empty results).
+        ``vectors``: each candidate also gets its span and label vectors (``vectors.py``;
+        ``WordsResult.span_vectors`` / ``label_vectors``)."""
         if len(labels) == 0:
             raise ValueError("GLiNER needs at least one label.")
+        if vectors:
+            check_vectors(self.gliner.config)
         per_label = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (len(labels),))
         if not word_lists:
             return []
@@ -208,7 +215,8 @@ class Engine:
         plan = self.label_plan(labels)
         tokens = self.gliner.prompts.tokenize_words(word_lists)
         windows = self._windows(tokens, plan, sentence_starts)
-        call = _Call(tokens, windows, plan, labels, threshold_table(plan.table, per_label))
+        table = threshold_table(plan.table, per_label)
+        call = _Call(tokens, windows, plan, labels, table, vectors=vectors)
         fixed = len(self.gliner.prompts.prefix) + len(self.gliner.prompts.suffix)
         tasks = make_tasks(tokens, windows, [len(p) for p in plan.prompt_ids], fixed)
         found, truncated = self._run_tasks(call, tasks)
@@ -261,6 +269,8 @@ class Engine:
         for task, n in zip(batch, cut):
             truncated[task.text] += n
         groups = [call.plan.groups[t.group] for t in batch]
+        if call.vectors:
+            return vector_batch(self, call, batch, inputs, groups)
         probs = self._probabilities(inputs, groups, call.labels, call.workspace)
         return self._candidates(
             probs, batch, call.windows, call.tokens, call.plan.table, call.thresholds
@@ -282,12 +292,7 @@ class Engine:
         """Sigmoid scores (float32) of one batch of encoder inputs: ``[B, W, K, C]`` (span
         models) or ``[B, W, C, 3]`` (token models)."""
         device = self.gliner.device
-        inputs = {k: v.to(device) for k, v in inputs.items()}
-        if self.label_vectors is not None:
-            prompts = [tuple(labels.prompts[i] for i in g) for g in groups]
-            inputs["labels_embeddings"], inputs["labels_mask"] = self.label_vectors.rows(
-                prompts, device
-            )
+        inputs = self.device_inputs(inputs, groups, labels)
         dtype = self.autocast_dtype
         with (
             torch.autocast(device.type, dtype=dtype, enabled=dtype is not None),
@@ -295,6 +300,19 @@ class Engine:
         ):
             logits, _, _ = self.model(**inputs, workspace=workspace)
         return torch.sigmoid(logits.float())
+
+    def device_inputs(
+        self, inputs: dict, groups: Sequence[Sequence[int]], labels: LabelSet
+    ) -> dict:
+        """Encoder inputs on the model's device, with bi-encoders' cached label vectors."""
+        device = self.gliner.device
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        if self.label_vectors is not None:
+            prompts = [tuple(labels.prompts[i] for i in g) for g in groups]
+            inputs["labels_embeddings"], inputs["labels_mask"] = self.label_vectors.rows(
+                prompts, device
+            )
+        return inputs
 
     # ------------------------------------------------------------------ reference-shaped scores
     @torch.inference_mode()
