@@ -47,8 +47,10 @@ class TokenScorer(nn.Module):
         label_part = F.linear(l0, weight[:, dim : 2 * dim])  # [B, C, 4D]
         product = t1.unsqueeze(2) * l1.unsqueeze(1)  # [B, W, C, D]
         hidden = F.linear(product, weight[:, 2 * dim :])  # [B, W, C, 4D]
-        hidden = hidden + word_part.unsqueeze(2) + label_part.unsqueeze(1)
-        return self.out_mlp[1:](hidden)
+        hidden += word_part.unsqueeze(2)  # in place: the largest tensor of the head
+        hidden += label_part.unsqueeze(1)
+        hidden = torch.relu_(self.out_mlp[1](hidden))  # Dropout, ReLU
+        return self.out_mlp[3](hidden)
 
 
 class TokenModel(WordsAndPrompts):
