@@ -1,17 +1,14 @@
 """Token-level label-decoder GLiNER: gliner's ``UniEncoderTokenDecoderModel``.
 
 The reference's token-level decoder always represents spans (its configuration fixes
-``represent_spans``): per word and label the token model's start / end / inside logits
-(``forward`` returns them, as ``TokenModel`` does); from them, under the call's thresholds, the
-list of spans (``token_span_lists.extract_token_spans``: any width, every word of the padded
-row, a span found for two labels listed twice); each span's vector (``TokenMarker``) times the
-label vectors gives its per-label logits, which decide the entities. A span whose best label
+``represent_spans``): its entities are those of ``TokenSpanModel`` (spans listed from the token
+logits under the thresholds, decided by their own label logits). A listed span whose best label
 probability is above a fixed 0.5 (the reference's cut-off, whatever the threshold) gets a
 generated name, written greedily by the causal LM ``decoder`` from its projected vector and
 (``full_decoder_context``) the decoder tokens whose 1-based word id lies in ``[first, last]`` of
-its 0-based words, as the reference compares them (so its prefix reads the words before it,
-and a span from the first word also reads the prompt, special and padding tokens); the
-reference's padding slots read the last listed span of their row. ``prompt_rep_layer`` is in the
+its 0-based words, as the reference compares them (so its prefix reads the word before it, and
+a span from the first word also reads the prompt, special and padding tokens); the reference's
+padding slots read the last listed span of their row. ``prompt_rep_layer`` is in the
 reference's checkpoints and unused, here as there.
 
 Decoder modes: ``"span"`` generates; ``None`` generates nothing (the reference discards its
@@ -28,10 +25,8 @@ from torch import Tensor, nn
 from .config import GLiNERConfig
 from .label_decoder import LabelDecoding, decoder_prefixes
 from .layers import projection_mlp
-from .span_decoder_model import SPAN_MODE, Threshold, threshold_limit
-from .span_rep import TokenSpanRepLayer
-from .token_model import TokenModel
-from .token_span_lists import extract_token_spans
+from .span_decoder_model import SPAN_MODE
+from .token_span_model import Threshold, TokenSpanModel
 
 GENERATION_CUTOFF = 0.5  # the reference's fixed probability for generating a span's name
 
@@ -50,14 +45,13 @@ class TokenDecoderOutput(NamedTuple):
     token_ids: Tensor  # [M, n] generated ids, ``pad`` after a row's ``eos``
 
 
-class TokenDecoderModel(TokenModel, LabelDecoding):
+class TokenDecoderModel(TokenSpanModel, LabelDecoding):
     """Token-level GLiNER with a label decoder; attribute names follow the reference."""
 
     def __init__(
         self, config: GLiNERConfig, text_model: nn.Module, labels_model: nn.Module | None = None
     ) -> None:
         super().__init__(config, text_model, labels_model)
-        self.span_rep_layer = TokenSpanRepLayer(config.hidden_size, config.dropout)
         self.prompt_rep_layer = projection_mlp(config.hidden_size, config.dropout)
         self.attach_decoder(config)
 
@@ -80,19 +74,17 @@ class TokenDecoderModel(TokenModel, LabelDecoding):
         above 0.5. ``decoder_input_ids`` / ``decoder_words_mask`` ``[B, L]``: as for
         ``SpanDecoderModel.generate``. Nothing is generated when ``decoder_mode`` is not
         ``"span"``."""
-        words, _, prompts, _ = self.encode(input_ids, attention_mask, words_mask, text_lengths)
-        logits = self.scorer(words, prompts)  # [B, W, C, 3]
-        probs = torch.sigmoid(logits)
-        span_idx, span_mask = extract_token_spans(probs, threshold_limit(threshold, logits))
-        spans = self.span_rep_layer(words, span_idx)  # [B, S, D]
-        span_logits = torch.einsum("bsd,bcd->bsc", spans, prompts)
-        best = torch.sigmoid(span_logits).max(-1).values
-        keep = (best > GENERATION_CUTOFF) & span_mask & (self.decoder_mode == SPAN_MODE)
+        lists = self.list_spans(
+            input_ids, attention_mask, words_mask, text_lengths, threshold=threshold
+        )
+        span_idx = lists.span_idx
+        best = torch.sigmoid(lists.span_logits).max(-1).values
+        keep = (best > GENERATION_CUTOFF) & lists.span_mask & (self.decoder_mode == SPAN_MODE)
         rows, slot = torch.nonzero(keep, as_tuple=True)
         first, last = span_idx[rows, slot, 0], span_idx[rows, slot, 1]
         embeds, token_words = self.decoder_context(decoder_input_ids, decoder_words_mask)
         inputs = decoder_prefixes(
-            self.to_decoder(spans)[rows, slot],
+            self.to_decoder(lists.span_vectors)[rows, slot],
             rows,
             (first, last),
             keep,
@@ -101,6 +93,4 @@ class TokenDecoderModel(TokenModel, LabelDecoding):
             token_words,
         )
         ids = self.decoder.greedy(inputs, eos_token_id, pad_token_id, max_new_tokens)
-        return TokenDecoderOutput(
-            logits, span_idx, span_mask, span_logits, rows, first, last - first, ids
-        )
+        return TokenDecoderOutput(*lists[:4], rows, first, last - first, ids)

@@ -40,15 +40,15 @@ def span_pairs(
 def extract_token_spans(probs: Tensor, limit: Tensor | float) -> tuple[Tensor, Tensor]:
     """The reference's ``extract_spans_from_tokens`` (gliner 0.2.29) at inference:
     ``(span_idx [B, S, 2], span_mask [B, S])`` from start / end / inside probabilities ``probs``
-    ``[B, W, C, 3]`` and thresholds ``limit`` (one, or ``[C]``), all compared strictly in
+    ``[B, W, C, 3]`` and thresholds ``limit`` (one, or ``[B, C]``), all compared strictly in
     ``probs``' dtype. A span ``(s, e)`` of label ``c``: ``s`` starts, ``e`` ends and every word
     ``s..e`` is inside, all above ``c``'s threshold; any width; every word of the row, padding
     included, as the reference does. Each row lists its spans by (start, label, end), so a span
     found for two labels is listed twice; rows are padded with ``(0, 0)`` (mask False) to
     ``S = max(1, most spans in a row)``."""
     rows = probs.size(0)
-    if isinstance(limit, Tensor):
-        limit = limit.to(device=probs.device, dtype=probs.dtype)[None, None, :, None]
+    if isinstance(limit, Tensor):  # [B, C]
+        limit = limit.to(device=probs.device, dtype=probs.dtype)[:, None, :, None]
     above = (probs > limit).cpu().numpy().transpose(0, 2, 1, 3)  # [B, C, W, 3]
     b, c, s, e = span_pairs(above[..., START], above[..., END], above[..., INSIDE])
     order = np.lexsort((e, c, s, b))
