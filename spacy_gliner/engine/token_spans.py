@@ -23,6 +23,7 @@ from .windows import Window, owned_spans
 
 Found = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 START, END, INSIDE = 0, 1, 2
+SPAN_LISTS = "token_spans"  # output kind of token-level families that represent spans
 
 
 def token_candidates(

@@ -13,8 +13,8 @@ that refuses layers they do not build (an unknown ``relations_layer``, any ``tri
 Label-decoder families (``labels_decoder`` set) add ``generate`` (``span_decoder_model``,
 ``token_decoder_model``), which ``engine/label_decoder.py`` runs.
 
-Token-level checkpoints with ``represent_spans`` (an extra span classifier whose scores replace the
-start/end/inside decoding in the reference) are a separate architecture, not built here.
+Token-level checkpoints with ``represent_spans`` are their own families (output ``"token_spans"``:
+the token logits list spans, whose own label logits decide the entities; ``token_span_model``).
 """
 
 from __future__ import annotations
@@ -101,14 +101,24 @@ def _token_decoder_model(
     return TokenDecoderModel(config, text, labels)
 
 
-def _token_decoder_problem(data: Mapping[str, Any]) -> str:
+def _token_span_model(config: GLiNERConfig, text: nn.Module, labels: nn.Module | None) -> nn.Module:
+    from .token_span_model import TokenSpanModel
+
+    return TokenSpanModel(config, text, labels)
+
+
+def _span_encoder_problem(data: Mapping[str, Any]) -> str:
     if data.get("span_encoder_config") is not None:
         return (
             "Its span_encoder_config (a context encoder over the words before the span "
-            "representations) is not implemented; spacy-gliner builds token-level label "
-            "decoders with span_encoder_config null."
+            "representations) is not implemented; spacy-gliner builds token-level models that "
+            "represent spans with span_encoder_config null."
         )
-    return _decoder_problem(data)
+    return ""
+
+
+def _token_decoder_problem(data: Mapping[str, Any]) -> str:
+    return _span_encoder_problem(data) or _decoder_problem(data)
 
 
 def _decoder_problem(data: Mapping[str, Any]) -> str:
@@ -162,6 +172,13 @@ FAMILIES: dict[str, Family] = {
     "token-level label decoder": Family(
         "token-level label decoder", "token", _token_decoder_model, _token_decoder_problem
     ),
+    **{
+        name: Family(name, "token_spans", _token_span_model, _span_encoder_problem)
+        for name in (
+            f"token-level {encoders} with span representations (represent_spans)"
+            for encoders in ("uni-encoder", "bi-encoder")
+        )
+    },
 }
 
 
@@ -172,10 +189,6 @@ NOT_BUILT = {
         "reads the label prompt and the text in one pass, a separate context encoder turns the "
         "decoder's label-token states into label vectors, and inference keeps a key-value cache "
         "across calls, so none of spacy-gliner's encoder, prompt or batching code applies."
-    ),
-    "(represent_spans)": (
-        "Token-level models with represent_spans replace the start/end/inside decoding with an "
-        "extra span classifier that spacy-gliner does not implement."
     ),
 }
 
