@@ -286,3 +286,28 @@ def test_unbuilt_options_are_refused(reference_checkpoint, decoder_dirs, tmp_pat
     (tmp_path / "gliner_config.json").write_text(json.dumps({**data, **fields}))
     with pytest.raises(UnsupportedArchitecture, match=match):
         GLiNER.from_pretrained(tmp_path)
+
+
+def test_entity_engine_finds_the_same_entities(pair, working):
+    """The plain entity engine (no names) decodes the same entities, scores included: the
+    family's entity head is the represent_spans one."""
+    from spacy_gliner.engine import Engine, LabelSet, predict_words
+
+    name, _, _, ours = pair
+    words = [t.split() for t in TEXTS]
+    for threshold in working:
+        got = predict_words(ours, words, LabelSet.from_labels(LABELS), threshold=threshold,
+                            flat_ner=False, engine=Engine(ours))  # fmt: skip
+        want = ours.inference(TEXTS, LABELS, threshold=threshold, flat_ner=False)
+        assert [[(s, e, LABELS[c]) for s, e, c, _ in text] for text in got] == [
+            [(_word(t, x["start"]), _word(t, x["end"] - 1), x["label"]) for x in text]
+            for t, text in zip(TEXTS, want)
+        ], name
+        assert [p for text in got for *_, p in text] == pytest.approx(
+            [x["score"] for text in want for x in text], abs=1e-6
+        )
+
+
+def _word(text: str, char: int) -> int:
+    """Index of the whitespace-separated word of ``text`` holding character ``char``."""
+    return len(text[:char].split()) - (0 if text[char - 1 : char].isspace() or char == 0 else 1)

@@ -13,8 +13,9 @@ that refuses layers they do not build (an unknown ``relations_layer``, any ``tri
 Label-decoder families (``labels_decoder`` set) add ``generate`` (``span_decoder_model``,
 ``token_decoder_model``), which ``engine/label_decoder.py`` runs.
 
-Token-level checkpoints with ``represent_spans`` are their own families (output ``"token_spans"``:
-the token logits list spans, whose own label logits decide the entities; ``token_span_model``).
+Token-level checkpoints with ``represent_spans``, and token-level label decoders (which always
+have it), output ``"token_spans"``: the token logits list spans, whose own label logits decide
+the entities (``token_span_model.TokenSpanModel.list_spans``).
 """
 
 from __future__ import annotations
@@ -168,9 +169,9 @@ FAMILIES: dict[str, Family] = {
     "span-level label decoder": Family(
         "span-level label decoder", "span", _span_decoder_model, _decoder_problem
     ),
-    # Entities come from span logits over the listed spans: LabelDecoderEngine runs it.
+    # Its entity head is the represent_spans one (token_spans); LabelDecoderEngine adds names.
     "token-level label decoder": Family(
-        "token-level label decoder", "token", _token_decoder_model, _token_decoder_problem
+        "token-level label decoder", "token_spans", _token_decoder_model, _token_decoder_problem
     ),
     **{
         name: Family(name, "token_spans", _token_span_model, _span_encoder_problem)
