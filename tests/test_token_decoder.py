@@ -311,3 +311,16 @@ def test_entity_engine_finds_the_same_entities(pair, working):
 def _word(text: str, char: int) -> int:
     """Index of the whitespace-separated word of ``text`` holding character ``char``."""
     return len(text[:char].split()) - (0 if text[char - 1 : char].isspace() or char == 0 else 1)
+
+
+def test_threads_equal_sequential(pair, working):
+    """Concurrent calls on one model give the sequential results (no per-call shared state)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, _, _, ours = pair
+    inputs = [TEXTS[i:] for i in range(len(TEXTS))] * 2
+    threshold = working[0]
+    want = [ours.inference(t, LABELS, threshold=threshold) for t in inputs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda t: ours.inference(t, LABELS, threshold=threshold), inputs))
+    assert got == want

@@ -1,18 +1,22 @@
 """The generative label decoder of gliner's label-decoder models: a causal language model from
 transformers (GPT-2, Llama, ...) that writes an entity type name for a span, greedily.
 
-Decoder inputs are built as the reference's ``select_span_decoder_embedding`` builds them
-(``decoder_mode == "span"``), and the generation is the reference's ``generate`` with greedy
-search (``do_sample=False``, one sequence), so generated token ids match it exactly:
+Decoder inputs are built as the reference's ``select_span_decoder_embedding`` (span-level) and
+``select_token_decoder_embedding`` (token-level) build them (``decoder_mode == "span"``;
+``decoder_prefixes`` is the layout both share), and the generation is the reference's
+``generate`` with greedy search (``do_sample=False``, one sequence), so generated token ids
+match it exactly:
 
 * each selected span reads ``[zeros ..., span vector, embeddings of the span's decoder tokens]``
   (``full_decoder_context``; otherwise the span vector alone), left-padded with zero vectors to
   one length ``T`` for the batch, **and every position is attended** (the reference passes no
-  attention mask to ``generate``). ``T - 1`` is the largest count of decoder tokens with a word
-  id in ``[start + 1, end + 1]`` over the selected spans and, from the reference's padding slots
-  (span index -1, read as words ``[0, max_width - 1]``), over each row's tokens with a word id in
-  that range (word id 0: prompt, special and padding tokens). A span's generated label therefore
-  depends on the other rows of its batch, as in the reference.
+  attention mask to ``generate``). ``T - 1`` is the largest count of decoder tokens whose word
+  id lies in a selected span's range and, for the reference's padding slots (rows with fewer
+  selected spans than the batch's span axis), in the slot's range, counting each row's tokens
+  (word id 0: prompt, special and padding tokens). Span-level: a span's range is
+  ``[start + 1, end + 1]`` and a slot's ``[0, max_width - 1]``; token-level: see
+  ``token_decoder_model``. A span's generated label therefore depends on the other rows of its
+  batch, as in the reference.
 * generation stops a row at ``eos``; finished rows are padded with ``pad``.
 """
 
