@@ -324,3 +324,23 @@ def test_threads_equal_sequential(pair, working):
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda t: ours.inference(t, LABELS, threshold=threshold), inputs))
     assert got == want
+
+
+def test_per_label_thresholds_equal_to_one_threshold(pair, working):
+    """The component's per-label thresholds, all equal: the single threshold's entities and
+    names."""
+    spacy = pytest.importorskip("spacy")
+    _, ckpt, _, _ = pair
+    threshold = working[0]
+    out = []
+    for setting in (threshold, {"default": 0.99, **dict.fromkeys(LABELS, threshold)}):
+        nlp = spacy.blank("en")
+        config = {"model": str(ckpt), "labels": LABELS, "flat_ner": False, "threshold": setting}
+        nlp.add_pipe("gliner", config=config)
+        out.append(
+            [
+                [(s.start, s.end, s.label_, s._.gliner_generated_label) for s in d.spans["sc"]]
+                for d in nlp.pipe(TEXTS)
+            ]
+        )
+    assert out[0] == out[1] and any(out[0])

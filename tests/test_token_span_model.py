@@ -191,3 +191,18 @@ def test_training_is_refused(pair):
     examples = make_examples(nlp, [("Barack Obama visited Paris .", [(0, 2, "person")])])
     with pytest.raises(ValueError, match="represent_spans"):
         nlp.update(examples)
+
+
+def test_per_label_thresholds_equal_to_one_threshold(pair, working):
+    """One threshold per label (each listing and deciding its own label's spans), all equal:
+    the results of the single threshold."""
+    from spacy_gliner.engine import Engine, LabelSet
+
+    _, _, _, ours = pair
+    engine, labels = Engine(ours), LabelSet.from_labels(LABELS)
+    words = [t.split() for t in TEXTS]
+    for threshold in working:
+        one = engine(words, labels, thresholds=threshold)
+        each = engine(words, labels, thresholds=[threshold] * len(LABELS))
+        assert [r.decode(False) for r in each] == [r.decode(False) for r in one]
+        assert any(r.decode(False) for r in one)
