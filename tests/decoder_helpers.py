@@ -1,5 +1,5 @@
-"""Shared by the label-decoder parity tests (span- and token-level): comparing outputs with the
-reference's, and preparing the reference's checkpoints and instances."""
+"""Shared by the label-decoder and token-level span-list parity tests: comparing outputs with
+the reference's, and preparing the reference's checkpoints and instances."""
 
 from __future__ import annotations
 
@@ -62,3 +62,17 @@ def use_reference_greedy_loop(ref) -> None:
     that loop on this reference instance."""
     decoder = ref.model.decoder
     decoder.generate_from_embeds = decoder.generate_from_embeds_custom
+
+
+def without_padding_spans(decode_batch):
+    """The reference's ``decode_batch`` over its listed spans minus those reaching past their
+    text's words (token-level span lists cover the batch's padding words; the reference then
+    fails mapping such spans to text)."""
+
+    def decode(model_output, batch, **kwargs):
+        lengths = torch.tensor([len(t) for t in batch["tokens"]])
+        real = model_output.span_idx[..., 1] < lengths[:, None].to(model_output.span_idx.device)
+        model_output.span_mask = model_output.span_mask & real
+        return decode_batch(model_output, batch, **kwargs)
+
+    return decode
