@@ -3,7 +3,10 @@
 A label-decoder GLiNER (``labels_decoder`` set, ``decoder_mode == "span"``) scores spans as a
 span-level uni-encoder and, for every span with some label above its threshold, writes a type
 name with its decoder, greedily (the reference samples at temperature 0.01 by default; greedy
-search is its ``do_sample=False`` output, and reproducible). All entity types go in one prompt
+search is its ``do_sample=False`` output, and reproducible). A token-level one scores the spans
+its token logits list (``token_spans.listed_candidates``) and names those whose best label
+probability is above 0.5 (``token_decoder_model``), so an entity between a threshold below 0.5
+and 0.5 has no name (``None``). All entity types go in one prompt
 per row, so a call runs one label group. Texts are windowed as for entity models; a span's
 generated name comes from the window that owns the span. As in the reference, a span's name
 depends on the other rows of its batch (``label_decoder.py``); for a text that fits one window,
