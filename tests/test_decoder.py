@@ -9,7 +9,7 @@ encoder, tiny random GPT-2 decoder), the reference run with greedy generation
   encoder-to-decoder projection) and null (no generated labels);
 * without ``full_decoder_context`` the generated labels are compared with the reference's own
   greedy loop (``generate_from_embeds_custom``): transformers' ``generate`` mishandles its
-  one-vector prefixes (see ``_use_reference_greedy_loop``);
+  one-vector prefixes (see ``decoder_helpers.use_reference_greedy_loop``);
 * a text where no span is selected: the reference fails in ``generate``, we return no entities;
 * save / load in both directions; ``decoder_mode`` "prompt" (the reference's inference fails on
   it) refused at load.
