@@ -34,6 +34,7 @@ from .label_vectors import LabelVectors, pad_rows
 from .labels import LabelPlan, LabelSet, check_prompt_text, group_table, plan_label_groups
 from .results import WordsResult
 from .score import candidates_function, collect_results
+from .token_spans import SPAN_LISTS, listed_candidates
 from .torch_context import attention_backends, eval_mode
 from .vectors import check_vectors, vector_batch
 from .windows import Window
@@ -105,9 +106,11 @@ class Engine:
         self.options = options
         self.max_width = cfg.max_width
         self.is_bi_encoder = bool(cfg.is_bi_encoder)
-        # "span" ([B, W, K, C] logits) or "token" ([B, W, C, 3]): how a batch becomes candidates.
+        # "span" ([B, W, K, C] logits), "token" ([B, W, C, 3]) or "token_spans" (listed spans
+        # with their label logits, ``list_spans``): how a batch becomes candidates.
         self.output = family_of(cfg.to_dict()).output
-        self._candidates = candidates_function(self.output, cfg.max_width)
+        lists = self.output == SPAN_LISTS
+        self._candidates = None if lists else candidates_function(self.output, cfg.max_width)
         self.batch_size = _positive("batch_size", options.batch_size)
         overlap = options.window_overlap
         self.overlap = max(
@@ -271,10 +274,13 @@ class Engine:
         groups = [call.plan.groups[t.group] for t in batch]
         if call.vectors:
             return vector_batch(self, call, batch, inputs, groups)
+        where = (batch, call.windows, call.tokens, call.plan.table, call.thresholds)
+        if self._candidates is None:
+            limits = torch.from_numpy(call.thresholds[[t.group for t in batch]])
+            lists = self._run_model(inputs, groups, call.labels, threshold=limits.float())
+            return listed_candidates(lists.span_idx, lists.span_mask, lists.span_logits, *where)
         probs = self._probabilities(inputs, groups, call.labels, call.workspace)
-        return self._candidates(
-            probs, batch, call.windows, call.tokens, call.plan.table, call.thresholds
-        )
+        return self._candidates(probs, *where)
 
     def _row(self, call: _Call, task: Task) -> Row:
         window = call.windows[task.text][task.window]
@@ -291,6 +297,14 @@ class Engine:
     ) -> torch.Tensor:
         """Sigmoid scores (float32) of one batch of encoder inputs: ``[B, W, K, C]`` (span
         models) or ``[B, W, C, 3]`` (token models)."""
+        logits, _, _ = self._run_model(inputs, groups, labels, workspace=workspace)
+        return torch.sigmoid(logits.float())
+
+    def _run_model(
+        self, inputs: dict, groups: Sequence[Sequence[int]], labels: LabelSet, **kwargs: Any
+    ) -> Any:
+        """The model on one batch (``list_spans`` when ``threshold`` is given, else its
+        forward), on the engine's device, with bi-encoder label vectors, dtype and attention."""
         device = self.gliner.device
         inputs = self.device_inputs(inputs, groups, labels)
         dtype = self.autocast_dtype
@@ -298,8 +312,12 @@ class Engine:
             torch.autocast(device.type, dtype=dtype, enabled=dtype is not None),
             attention_backends(device),
         ):
-            logits, _, _ = self.model(**inputs, workspace=workspace)
-        return torch.sigmoid(logits.float())
+            model: Any = self.model
+            return (
+                model.list_spans(**inputs, **kwargs)
+                if "threshold" in kwargs
+                else model(**inputs, **kwargs)
+            )
 
     def device_inputs(
         self, inputs: dict, groups: Sequence[Sequence[int]], labels: LabelSet
@@ -338,7 +356,7 @@ class Engine:
             logits, _, _ = self.model(**inputs)
         probs = torch.sigmoid(logits.float()).cpu().numpy()
         pairs = enumerate(zip(word_lists, label_lists))
-        if self.output == "token":
+        if self.output != "span":  # token logits (token_spans: those that list the spans)
             return [probs[i, : len(w), : len(lab)] for i, (w, lab) in pairs]
         return [probs[i, : len(w), :, : len(lab)] for i, (w, lab) in pairs]
 

@@ -17,11 +17,13 @@ import numpy as np
 import torch
 
 from ..io.tokenizers import TextTokens
+from ..model.token_span_lists import span_pairs
 from .batches import Task
 from .windows import Window, owned_spans
 
 Found = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 START, END, INSIDE = 0, 1, 2
+SPAN_LISTS = "token_spans"  # output kind of token-level families that represent spans
 
 
 def token_candidates(
@@ -55,7 +57,7 @@ def token_candidates(
     is_start = (by_label[..., START] > thr32) & real_t
     is_end = (by_label[..., END] > thr32) & real_t
     is_inside = (by_label[..., INSIDE] >= thr[:, :, None]) & real_t  # float64 comparison
-    row, label, start, end = _pairs(is_start, is_end, is_inside)
+    row, label, start, end = span_pairs(is_start, is_end, is_inside)
     inside = by_label[..., INSIDE].reshape(-1, num_words)  # [B*C, W]
     score = np.minimum(
         _range_min(inside, row * num_classes + label, start, end),
@@ -66,29 +68,6 @@ def token_candidates(
     offset = np.array([w.start for w in bounds], dtype=np.int64)[row]
     texts = np.array([t.text for t in batch], dtype=np.int64)
     return texts[row], start + offset, end + offset, table[groups[row], label], score
-
-
-def _pairs(
-    is_start: np.ndarray, is_end: np.ndarray, is_inside: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(row, label, start, end) of every start/end pair with inside words between, all ``[B, C, W]``
-    bool inputs; ordered by (row, label, start, end)."""
-    _, classes, width = is_start.shape
-    positions = np.arange(width)
-    # Last word of the inside run that begins at each word (word - 1 where it is not inside).
-    stop = np.where(is_inside, width, positions)
-    run_end = np.minimum.accumulate(stop[..., ::-1], axis=-1)[..., ::-1] - 1  # [B, C, W]
-    flat_end = is_end.reshape(-1)
-    before = np.concatenate([[0], np.cumsum(flat_end)])  # end marks before each flat index
-    end_words = np.flatnonzero(flat_end) % width  # in (row, label, word) order
-    b, c, s = np.nonzero(is_start)
-    base = (b * classes + c) * width
-    first = before[base + s]
-    count = before[base + run_end[b, c, s] + 1] - first  # 0 when s is not inside
-    which = np.repeat(np.arange(len(s)), count)
-    step = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-    e = end_words[first[which] + step]
-    return b[which], c[which], s[which], e
 
 
 def _range_min(values: np.ndarray, rows: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -129,3 +108,40 @@ def _owned(
             wins, task.window, num_text_words, start[mine] + win.start, end[mine] + win.start
         )
     return keep
+
+
+def listed_candidates(
+    span_idx: torch.Tensor,
+    span_mask: torch.Tensor,
+    span_logits: torch.Tensor,
+    batch: Sequence[Task],
+    windows: Sequence[Sequence[Window]],
+    tokens: Sequence[TextTokens],
+    table: np.ndarray,
+    thresholds: np.ndarray,
+) -> Found:
+    """(text, start, end, label, score) from listed spans with per-label logits (token-level
+    models that represent spans: ``span_idx`` ``[B, S, 2]`` window words, ``span_mask``
+    ``[B, S]``, ``span_logits`` ``[B, S, C]``), as the reference's ``TokenDecoder`` decodes them
+    from span logits: a span's label counts when its probability is strictly above the label's
+    threshold (compared as Python floats, float64). Spans reaching past the window's words (the
+    reference lists spans over padding words, then fails mapping them to text) and spans the
+    window does not own are dropped; a span listed twice (found for two labels) counts once."""
+    probs = torch.sigmoid(span_logits.float()).cpu().numpy()  # [B, S, C]
+    idx = span_idx.cpu().numpy()
+    bounds = [windows[t.text][t.window] for t in batch]
+    lengths = np.array([w.end - w.start for w in bounds], dtype=np.int64)
+    real = span_mask.cpu().numpy() & (idx[..., 1] < lengths[:, None])
+    groups = np.array([t.group for t in batch], dtype=np.int64)
+    thr = thresholds[groups][:, None, : probs.shape[-1]]  # [B, 1, C] float64
+    row, slot, label = np.nonzero((probs.astype(np.float64) > thr) & real[..., None])
+    start, end = idx[row, slot, 0], idx[row, slot, 1]
+    _, first = np.unique(np.stack([row, start, end, label]), axis=1, return_index=True)
+    keep = np.zeros(len(row), dtype=bool)
+    keep[first] = True
+    keep &= _owned(batch, windows, tokens, row, start, end)
+    row, slot, label, start, end = row[keep], slot[keep], label[keep], start[keep], end[keep]
+    offset = np.array([w.start for w in bounds], dtype=np.int64)[row]
+    texts = np.array([t.text for t in batch], dtype=np.int64)
+    score = probs[row, slot, label]
+    return texts[row], start + offset, end + offset, table[groups[row], label], score
