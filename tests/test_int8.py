@@ -225,3 +225,27 @@ def test_int8_linear_tracks_the_float_layer():
     assert int8.shape == full.shape and int8.dtype == torch.float32
     rel = (int8 - full).abs().amax(-1) / full.abs().amax(-1)
     assert rel[0, 0] < 0.05 and rel.flatten()[1:].max() < 0.05
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"span_mode": "token_level"},
+        {"relations_layer": "dot"},
+        {"relations_layer": "mlp", "span_mode": "token_level"},
+        {"span_mode": "token_level", "represent_spans": True},
+    ],
+    ids=["token", "relex-span", "relex-token-mlp", "represent-spans"],
+)
+def test_int8_runs_every_family_and_tracks_float32(reference_checkpoint, config):
+    """Every family's int8 copy runs (layers whose weights a forward reads stay float32) and its
+    probabilities stay near float32's (untrained heads: scores only, no agreement gate)."""
+    gliner = GLiNER.from_pretrained(reference_checkpoint(**config))
+    texts = _texts()[:12]
+    labels = LabelSet.from_labels(LABELS)
+    full = Engine(gliner)(texts, labels, thresholds=0.0)
+    int8 = Engine(gliner, EngineOptions(dtype=torch.qint8))(texts, labels, thresholds=0.0)
+    cells = [dict(zip(zip(r.starts, r.ends, r.labels), r.scores)) for r in full]
+    moved = [abs(p - cells[i].get(k, 0.0)) for i, r in enumerate(int8)
+             for k, p in zip(zip(r.starts, r.ends, r.labels), r.scores)]  # fmt: skip
+    assert moved and max(moved) < 0.05

@@ -23,8 +23,9 @@ weights). The copy is for inference only (no gradients flow through integer laye
 
 Layers kept in float32 (``float32_linears``):
 
-* Linear layers whose weights a forward reads as tensors instead of calling them: markerV0's
-  ``out_project`` (folded into the span terms and the label vectors, ``marker_scores.py``) and the
+* Linear layers whose weights a forward reads as tensors instead of calling them (factored
+  first layers of two-input MLPs): what a module class names in ``READS_WEIGHTS`` (markerV0's
+  ``out_project``, the token scorer's ``out_mlp.0``, the relation layers' pair MLPs) and the
   projections inside ``nn.MultiheadAttention`` (the fusion layers);
 * the labels encoder of a bi-encoder (its label vectors are computed once per label set by the
   float model and cached: quantizing it saves no time);
@@ -42,7 +43,6 @@ from itertools import chain
 import torch
 from torch import nn
 
-from .span_rep import MarkerV0
 
 logger = logging.getLogger("spacy_gliner")
 
@@ -136,18 +136,22 @@ def full_range_activations() -> bool:
     return bool(flags & {"avx512_vnni", "avx_vnni"})
 
 
+def weights_read_by(module: nn.Module) -> tuple[str, ...]:
+    """The submodules whose weights ``module``'s forward reads as tensors (its class's
+    ``READS_WEIGHTS``; none by default)."""
+    return tuple(getattr(type(module), "READS_WEIGHTS", ()))
+
+
 def float32_linears(model: nn.Module, keep: tuple[str, ...] = KEEP_FLOAT32) -> set[str]:
     """Names of the ``nn.Linear`` modules of ``model`` that stay float32 (see the module docs)."""
     kept: set[str] = set()
     for name, module in model.named_modules():
-        direct: nn.Module | None = None
-        if isinstance(module, nn.MultiheadAttention):
-            direct = module
-        elif isinstance(module, MarkerV0):
-            direct = module.out_project
-        if direct is not None:
-            base = name if direct is module else f"{name}.out_project"
-            kept.update(_join(base, sub) for sub, _ in direct.named_modules())
+        # Modules that read some of their Linear layers' weights as tensors name them in
+        # READS_WEIGHTS (relative paths); nn.MultiheadAttention reads all of its own.
+        direct = [""] if isinstance(module, nn.MultiheadAttention) else weights_read_by(module)
+        for path in direct:
+            base = _join(name, path)
+            kept.update(_join(base, sub) for sub, _ in module.get_submodule(path).named_modules())
     for name, module in model.named_modules():
         if not isinstance(module, nn.Linear):
             continue

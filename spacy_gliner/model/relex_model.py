@@ -48,6 +48,7 @@ class RelationStep:
     """The relation layers of a relex model, created on it with the reference's names
     (``relations_rep_layer``, ``pair_rep_layer``), and the step that uses them."""
 
+    READS_WEIGHTS = ("pair_rep_layer",)  # int8 keeps it float32 (model/int8.py)
     relations_rep_layer: nn.Module
     pair_rep_layer: nn.Module
     config: GLiNERConfig

@@ -62,6 +62,8 @@ class _Marker(nn.Module):
 class MarkerV0(_Marker):
     """``markerV0`` (default): MLP4 start/end projections, MLP4(2D -> D) output."""
 
+    READS_WEIGHTS = ("out_project",)  # int8 keeps these float32 (model/int8.py)
+
     def __init__(self, hidden_size: int, max_width: int, dropout: float) -> None:
         super().__init__()
         self.max_width = max_width

@@ -25,6 +25,8 @@ class TokenScorer(nn.Module):
     which is the same map without materialising the ``[B, W, C, 3D]`` concatenation.
     """
 
+    READS_WEIGHTS = ("out_mlp.0",)  # int8 keeps these float32 (model/int8.py)
+
     def __init__(self, hidden_size: int, dropout: float) -> None:
         super().__init__()
         self.proj_token = nn.Linear(hidden_size, hidden_size * 2)
