@@ -43,7 +43,6 @@ from itertools import chain
 import torch
 from torch import nn
 
-
 logger = logging.getLogger("spacy_gliner")
 
 # Linear layers kept in float32 because int8 loses accuracy there (regular expressions searched in
