@@ -15,7 +15,10 @@ Measured:
 * peak memory (RSS high-water mark above the level before the run) of each run;
 * on the long documents, a recall proxy before/after word 384 (see ``recall_proxy``);
 * in fresh processes: a 1,000-word vs a ``--doc-words`` (100,000) word document (time, peak memory
-  above the loaded model) and one short text with ``--n-labels`` (1,000) labels.
+  above the loaded model) and one short text with ``--n-labels`` (1,000) labels;
+* model-family rows (``family_rows.py``): a token-level and a relation-extraction checkpoint, this
+  component vs the reference's ``inference()`` on the short texts (``--only-families`` runs only
+  these: ``OMP_NUM_THREADS=1 python bench/bench_inference.py --only-families --n-short 100``).
 
 Words are counted with the reference's word regex on each text, the same count for every system.
 The reference truncates texts to 384 words: its long-document words/s counts only the words it
@@ -815,6 +818,20 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         type=int,
         help="with --trained-recall: the component's window_words setting",
     )
+    ap.add_argument(
+        "--families",
+        nargs="+",
+        choices=["token", "relex"],
+        default=["token", "relex"],
+        help="model-family rows (bench/family_rows.py): a token-level and a relation-extraction "
+        "checkpoint, this component vs the reference's inference() on the short texts",
+    )
+    ap.add_argument(
+        "--only-families",
+        action="store_true",
+        help="run only the model-family rows (--families), then exit",
+    )
+    ap.add_argument("--skip-families", action="store_true", help="skip the model-family rows")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.trained_recall:
@@ -834,6 +851,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     report: dict[str, Any] = {"threads": args.threads, "torch_threads": torch.get_num_threads()}
+    if args.only_families:
+        report["families"] = run_family_rows(args, {"device": args.device, "dtype": args.dtype})
+        report["bench_seconds"] = time.perf_counter() - t_start
+        if args.out:
+            args.out.write_text(json.dumps(report, indent=2, default=float))
+        return report
     checkpoint = args.checkpoint or build_checkpoint(args.cache_dir, args.encoder)
     if args.train_steps:
         from precision_rows import train_checkpoint
@@ -1177,12 +1200,44 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
                 flush=True,
             )
 
+    if not args.skip_families and not args.skip_reference:
+        report["families"] = run_family_rows(args, run)
     summary(report)
     report["bench_seconds"] = time.perf_counter() - t_start
     print(f"\nbenchmark wall time: {report['bench_seconds']:.0f} s")
     if args.out:
         args.out.write_text(json.dumps(report, indent=2, default=float))
     return report
+
+
+def run_family_rows(args: argparse.Namespace, run: dict[str, Any]) -> dict[str, Any]:
+    """The token-level and relex rows (``family_rows.py``) on ``--n-short`` CoNLL dev texts,
+    each family's threshold calibrated on its own checkpoint as ``calibrate`` does."""
+    from family_rows import build_family_checkpoint, calibrate_relex, family_row, print_family_rows
+
+    labels = list(prompt_labels(args.data, "conll2003").values())
+    texts = short_texts(args.data, args.n_short)
+    words = sum(len(WORD_RE.findall(t)) for t in texts)
+    sample = [WORD_RE.findall(t) for t in texts[:300]]
+    gold_rows = load_jsonl(args.data / "conll2003" / "dev.jsonl")[: len(sample)]
+    gold = sum(len(r["spans"]) for r in gold_rows)
+    helpers = {
+        "make_nlp": lambda ckpt, labels, t, **s: our_nlp(ckpt, labels, t, args.rows, **run, **s),
+        "word_doc": doc_from_words,
+        "timed": timed,
+        "reference": lambda ckpt: reference_model(ckpt, args.device, args.dtype),
+    }
+    rows = {}
+    print(f"\n== model families (short texts: {len(texts)} texts, {words:,} words)", flush=True)
+    for family in args.families:
+        ckpt = build_family_checkpoint(args.cache_dir, family, args.encoder, REFERENCE_MAX_LEN)
+        calibrate_family = calibrate_relex if family == "relex" else calibrate
+        threshold = args.threshold or calibrate_family(ckpt, sample, labels, gold)
+        print(f"{family}: {ckpt} (threshold {threshold:.6f})", flush=True)
+        rows[family] = family_row(family, ckpt, texts, labels, threshold, helpers, words, args.repeats)
+        rows[family]["checkpoint"], rows[family]["threshold"] = str(ckpt), threshold
+        print_family_rows({family: rows[family]})
+    return rows
 
 
 def doc_from_words(nlp, text: str):

@@ -10,6 +10,7 @@ from .engine import Engine, EngineOptions, LabelSet, engine_dtype
 from .engine.entities import WORD_PATTERN, entity_dicts, split_words
 from .engine.label_decoder import LabelDecoderEngine
 from .engine.relations import RelationEngine
+from .engine.vectors import check_vectors
 from .io.model_files import ModelFiles
 from .model.config import GLiNERConfig
 
@@ -56,11 +57,14 @@ class GLiNER(ModelFiles):
         flat_ner: bool = True,
         multi_label: bool = False,
         dtype: str = "float32",
+        return_vectors: bool = False,
+        return_label_vectors: bool = False,
     ) -> list[dict[str, Any]]:
-        """Entities in ``text`` as ``{"start", "end", "text", "label", "score"}`` (char offsets)."""
+        """Entities in ``text`` as ``{"start", "end", "text", "label", "score"}`` (char offsets);
+        see :meth:`inference` for the vectors."""
         return self.inference(
             [text], labels, threshold=threshold, flat_ner=flat_ner, multi_label=multi_label,
-            dtype=dtype,
+            dtype=dtype, return_vectors=return_vectors, return_label_vectors=return_label_vectors,
         )[0]  # fmt: skip
 
     def inference(
@@ -73,30 +77,42 @@ class GLiNER(ModelFiles):
         multi_label: bool = False,
         batch_size: int | None = None,
         dtype: str = "float32",
+        return_vectors: bool = False,
+        return_label_vectors: bool = False,
     ) -> list[list[dict[str, Any]]]:
         """Like the reference's ``inference``, but long texts are windowed instead of truncated.
         Anything in ``texts`` that is not a string gets no entities (as in the reference).
         ``batch_size``: rows per encoder call (default: ``EngineOptions``'); ``dtype``: "float32",
         "bfloat16", "float16" (GPU only) or "int8" (CPU only). Label-decoder checkpoints add
         ``"generated_labels"`` (``[name]``, written greedily) to each entity, as the reference
-        does with ``do_sample=False``."""
+        does with ``do_sample=False``. ``return_vectors`` / ``return_label_vectors`` (span- and
+        token-level entity models) add ``"vector"`` / ``"label_vector"`` (numpy float32 ``[D]``,
+        as the reference: the span vector and the label vector its score compares; long texts:
+        from the window that owns the span)."""
         if isinstance(texts, str):
             texts = [texts]  # as the reference does; iterating a str would score characters
         label_set = LabelSet.from_labels(labels)
         splits = [_split(t) for t in texts]
         engine = self.engine(_options(batch_size, engine_dtype(dtype)))
         words = [[w for w, _, _ in split] for split in splits]
+        vectors = return_vectors or return_label_vectors
+        if vectors:
+            check_vectors(self.config)
         if self.decoder_tokenizer is not None:
             generated = LabelDecoderEngine(engine)(words, label_set, thresholds=threshold)
             return [
                 _generated_entities(text, split, result.decode(flat_ner, multi_label), label_set)
                 for text, split, result in zip(texts, splits, generated)
             ]
-        results = engine(words, label_set, thresholds=threshold)
-        return [
-            _entities(text, split, result.decode(flat_ner, multi_label), label_set)
-            for text, split, result in zip(texts, splits, results)
-        ]
+        results = engine(words, label_set, thresholds=threshold, vectors=vectors)
+        output = []
+        for text, split, result in zip(texts, splits, results):
+            decoded = result.decode(flat_ner, multi_label)
+            ents = _entities(text, split, decoded, label_set)
+            if vectors:
+                _add_vectors(ents, result.vectors_of(decoded), return_vectors, return_label_vectors)
+            output.append(ents)
+        return output
 
     def predict_relations(
         self,
@@ -181,6 +197,16 @@ def _options(batch_size: int | None, dtype: Any = None) -> EngineOptions:
 
 _split = split_words
 _entities = entity_dicts
+
+
+def _add_vectors(
+    ents: list[dict[str, Any]], pairs: list, span_vectors: bool, label_vectors: bool
+) -> None:
+    for ent, (span_vector, label_vector) in zip(ents, pairs):
+        if span_vectors:
+            ent["vector"] = span_vector
+        if label_vectors:
+            ent["label_vector"] = label_vector
 
 
 def _generated_entities(

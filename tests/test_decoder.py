@@ -9,37 +9,33 @@ encoder, tiny random GPT-2 decoder), the reference run with greedy generation
   encoder-to-decoder projection) and null (no generated labels);
 * without ``full_decoder_context`` the generated labels are compared with the reference's own
   greedy loop (``generate_from_embeds_custom``): transformers' ``generate`` mishandles its
-  one-vector prefixes (see ``_use_reference_greedy_loop``);
+  one-vector prefixes (see ``decoder_helpers.use_reference_greedy_loop``);
 * a text where no span is selected: the reference fails in ``generate``, we return no entities;
 * save / load in both directions; ``decoder_mode`` "prompt" (the reference's inference fails on
-  it) and token-level label decoders refused at load.
+  it) refused at load.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-import transformers
-
-# Under transformers 5 the tiny random GPT-2 of the fixtures (other random init) ends every
-# greedy label at eos at once, in the reference as in ours: spans, scores and the (empty) labels
-# are still compared, but label variety is only checked on transformers 4.x.
-EMPTY_LABELS_FIXTURE = int(transformers.__version__.split(".")[0]) >= 5
-EMPTY_LABELS_REASON = "transformers 5: the tiny GPT-2 fixture generates only empty labels"
 
 ref_gliner = pytest.importorskip("gliner")
 
+from decoder_helpers import (  # noqa: E402
+    EMPTY_LABELS_FIXTURE,
+    EMPTY_LABELS_REASON,
+    HEAD_SCALE,
+    assert_same,
+    end_some_generations,
+    use_reference_greedy_loop,
+)
 from helpers import write_gpt2_decoder  # noqa: E402
 
 from spacy_gliner import GLiNER  # noqa: E402
 from spacy_gliner.model.families import UnsupportedArchitecture  # noqa: E402
 
-TOL = 1e-5
-HEAD_SCALE = 0.12
-EOS_SCALE = 40.0  # eos's row of the decoder's tied embedding: some generations end early
 LABELS = ["person", "location", "organization"]
 TEXTS = [
     "Barack Obama was born in Hawaii and visited Paris, France with John Smith.",
@@ -67,26 +63,8 @@ def _checkpoint(reference_checkpoint, decoder_dirs, name: str) -> Path:
     ckpt = reference_checkpoint(
         labels_decoder=str(decoder_dirs[width]), head_scale=HEAD_SCALE, **fields
     )
-    _end_some_generations(ckpt)
+    end_some_generations(ckpt, ref_gliner)
     return ckpt
-
-
-def _end_some_generations(ckpt: Path) -> None:
-    """Scale eos's row of the decoder's (tied) embedding once, so greedy generations differ in
-    length (random heads otherwise never write eos)."""
-    path, marker = ckpt / "pytorch_model.bin", ckpt / "eos_scaled"
-    if marker.exists():
-        return
-    state = torch.load(path, map_location="cpu")
-    eos = ref_gliner.GLiNER.from_pretrained(str(ckpt), local_files_only=True)
-    eos_id = eos.data_processor.decoder_tokenizer.eos_token_id
-    for key in ("transformer.wte.weight", "lm_head.weight"):
-        full = f"decoder.decoder_layer.model.{key}"
-        if full in state:
-            state[full] = state[full].clone()
-            state[full][eos_id] *= EOS_SCALE
-    torch.save(state, path)
-    marker.write_text("")
 
 
 @pytest.fixture(scope="module", params=list(MODELS))
@@ -96,35 +74,8 @@ def pair(request, reference_checkpoint, decoder_dirs):
     ref = ref_gliner.GLiNER.from_pretrained(str(ckpt), local_files_only=True)
     ref.eval()
     if not MODELS[request.param][1].get("full_decoder_context", True):
-        _use_reference_greedy_loop(ref)
+        use_reference_greedy_loop(ref)
     return request.param, ckpt, ref, GLiNER.from_pretrained(ckpt)
-
-
-def _use_reference_greedy_loop(ref) -> None:
-    """Without full_decoder_context each span's prefix is one vector, and transformers'
-    ``generate`` (4.x) then feeds that vector again at every step instead of the token just
-    generated (``prepare_inputs_for_generation`` takes a prefix as long as the new positions
-    for the prompt), so the reference's labels never read their own tokens. We decode greedily
-    as the reference's own loop ``Decoder.generate_from_embeds_custom`` does (equal to
-    ``generate`` for every longer prefix, as the full-context models here check): compare with
-    that loop on this reference instance."""
-    decoder = ref.model.decoder
-    decoder.generate_from_embeds = decoder.generate_from_embeds_custom
-
-
-def _key(e: dict) -> tuple:
-    return (e["start"], e["end"], e["label"], tuple(e.get("generated_labels") or ()))
-
-
-def assert_same(ref_out: list[list[dict]], our_out: list[list[dict]], where: str) -> int:
-    """Identical spans, labels and generated labels (order included); scores within TOL."""
-    assert len(ref_out) == len(our_out)
-    for ref, ours in zip(ref_out, our_out):
-        assert [_key(e) for e in ours] == [_key(e) for e in ref], where
-        np.testing.assert_allclose(
-            [e["score"] for e in ours], [e["score"] for e in ref], atol=TOL, rtol=0, err_msg=where
-        )
-    return sum(len(r) for r in ref_out)
 
 
 def test_checkpoint_is_a_span_decoder_model(pair):
@@ -189,7 +140,7 @@ def test_save_and_load_both_ways(pair, tmp_path):
     again = GLiNER.from_pretrained(tmp_path / "ours")
     theirs = ref_gliner.GLiNER.from_pretrained(str(tmp_path / "ours"), local_files_only=True)
     if not MODELS[name][1].get("full_decoder_context", True):
-        _use_reference_greedy_loop(theirs)
+        use_reference_greedy_loop(theirs)
     want = ref.inference(TEXTS, LABELS, threshold=0.45, do_sample=False)
     assert_same(want, again.inference(TEXTS, LABELS, threshold=0.45), name)
     assert_same(want, theirs.inference(TEXTS, LABELS, threshold=0.45, do_sample=False), name)

@@ -72,7 +72,7 @@ def test_component_called_on_a_string_is_a_clear_error(default_checkpoint):
 def test_unsupported_architecture_is_named(default_checkpoint, tmp_path):
     for changes, name in [
         (
-            {"span_mode": "token_level", "represent_spans": True},
+            {"span_mode": "token_level", "represent_spans": True, "span_encoder_config": {}},
             r"token-level uni-encoder with span representations \(represent_spans\)",
         ),
         ({"span_mode": "token_level", "relations_layer": "biaffine"}, "token-level relation"),

@@ -11,6 +11,7 @@ from spacy.tokens import Doc, Span, SpanGroup
 from ..engine import WordsResult
 from ..engine.decode import Decoded
 from ..training.targets import Span as GoldSpan
+from .vectors import store_vectors
 
 GENERATED_EXTENSION = "gliner_generated_label"
 
@@ -66,13 +67,15 @@ def annotate(
     multi_label: bool,
     generated: Optional[dict[tuple[int, int], str]] = None,
     use_generated: bool = False,
+    vectors: bool = False,
 ) -> None:
     """Write one result into ``doc``: ``doc.spans[spans_key]`` (with ``attrs["scores"]``) under
     the configured decoding, and ``doc.ents`` from the flat decoding (``overwrite`` / ``merge``:
     existing entities win / ``none``). ``generated`` (label-decoder models: the generated name
     of each (first word, last word)) goes to ``span._.gliner_generated_label`` and
     ``attrs["generated_labels"]`` (parallel to ``scores``); with ``use_generated`` it is the
-    span's label too (stripped; the prompt label when it is empty)."""
+    span's label too (stripped; the prompt label when it is empty). ``vectors``: each span gets
+    its span and label vectors (``result`` from an engine call with vectors; ``vectors.py``)."""
     token_index = word_tokens(doc)
     doc._.gliner_windows = result.num_windows
     doc._.gliner_label_groups = result.num_label_groups
@@ -87,17 +90,24 @@ def annotate(
             made._.set(GENERATED_EXTENSION, name)
         return made
 
+    def spans(decoded: list[Decoded]) -> list[Span]:
+        made = [span(s) for s in decoded]
+        if vectors:
+            store_vectors(made, result.vectors_of(decoded))
+        return made
+
     if spans_key is not None:
         chosen = result.decode(flat_ner, multi_label)
         attrs: dict = {"scores": [float(s[3]) for s in chosen]}
         if generated is not None:
             attrs["generated_labels"] = [names_of.get((s[0], s[1])) for s in chosen]
-        doc.spans[spans_key] = SpanGroup(
-            doc, name=spans_key, spans=[span(s) for s in chosen], attrs=attrs
-        )
-    if ents == "none":
-        return
-    flat = [span(s) for s in result.decode(True, False)]
+        doc.spans[spans_key] = SpanGroup(doc, name=spans_key, spans=spans(chosen), attrs=attrs)
+    if ents != "none":
+        write_ents(doc, spans(result.decode(True, False)), ents)
+
+
+def write_ents(doc: Doc, flat: list[Span], ents: str) -> None:
+    """``doc.ents`` from flat spans: ``overwrite``, or ``merge`` (existing entities win)."""
     if ents == "overwrite":
         doc.set_ents(flat, default="outside")
         return

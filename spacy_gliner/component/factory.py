@@ -29,7 +29,7 @@ def make_gliner(
     relation_threshold: Optional[float], flat_ner: bool, multi_label: bool,
     spans_key: Optional[str], ents: str, batch_size: int, window_overlap: Optional[int],
     window_words: Optional[int], max_labels_per_pass: Optional[int], device: Optional[str],
-    dtype: str, cache_dir: Optional[str], use_generated_labels: bool,
+    dtype: str, cache_dir: Optional[str], use_generated_labels: bool, return_vectors: bool,
     scorer: Optional[Callable], loss: Callable,
     fine_tune: bool, encoder_lr: Optional[float], others_lr: Optional[float], weight_decay: float,
     others_weight_decay: Optional[float], grad_clip: float, max_types: Optional[int],
@@ -38,7 +38,8 @@ def make_gliner(
 ) -> GLiNERPipe:  # fmt: skip
     """Zero-shot NER with GLiNER (and relation extraction into ``doc._.rel`` with ``relations``
     and a relation-extraction checkpoint; ``span._.gliner_generated_label`` with a label-decoder
-    checkpoint). ``model``: the ``spacy_gliner.GLiNERModel.v1`` block,
+    checkpoint; ``span._.gliner_vector`` / ``gliner_label_vector`` with ``return_vectors``).
+    ``model``: the ``spacy_gliner.GLiNERModel.v1`` block,
     or a checkpoint (hub id or directory) as a shortcut for it; loaded by ``initialize`` or on
     first use."""
     values: dict[str, Any] = dict(locals())

@@ -41,6 +41,7 @@ from .settings import (
 )
 from .settings import thresholds as per_label_thresholds
 from .shim import GLiNERShim
+from .vectors import register_vector_extensions
 
 logger = logging.getLogger("spacy_gliner")
 # Guards lazy loading and engine creation (module-level: a pipe must stay picklable).
@@ -90,6 +91,7 @@ class GLiNERPipe(TrainablePipe):
         register_doc_extensions()
         register_relation_extension()
         register_span_extension()
+        register_vector_extensions()
 
     # ---------------------------------------------------------------- settings
     def _validate(self) -> None:
@@ -153,7 +155,7 @@ class GLiNERPipe(TrainablePipe):
     def set_gliner(self, gliner: Any) -> None:
         """Use these weights (a ``spacy_gliner.GLiNER``), moved to the configured device; the
         settings that need the model (windows, dtype, label prompts) are checked now."""
-        check_relation_model(gliner, self.relation_set, self.cfg["use_generated_labels"])
+        check_relation_model(gliner, self.relation_set, self.cfg)
         gliner.to(device_of(self.cfg))
         engine = gliner.engine(engine_options(self.cfg))
         if self.label_set.names:

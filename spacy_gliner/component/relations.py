@@ -21,6 +21,7 @@ from spacy.tokens import Doc
 from ..engine import Engine, LabelSet, WordsResult
 from ..engine.label_decoder import GeneratedResult, LabelDecoderEngine
 from ..engine.relations import RelationEngine, RelexResult
+from ..engine.vectors import check_vectors
 from ..model.config import REL_TOKEN
 from .docs import annotate, word_tokens
 from .settings import PROMPT_TOKENS
@@ -60,9 +61,18 @@ def relation_set(cfg: dict[str, Any]) -> LabelSet:
     return relations
 
 
-def check_relation_model(gliner: Any, relations: LabelSet, generated: bool = False) -> None:
-    """Raise early when relation types (``generated``: generated labels) are configured for a
-    model that cannot extract (generate) them."""
+def check_relation_model(gliner: Any, relations: LabelSet, cfg: dict[str, Any]) -> None:
+    """Raise early when relation types (``use_generated_labels``: generated labels;
+    ``return_vectors``: entity vectors) are configured for a model that cannot extract
+    (generate, return) them."""
+    generated = cfg["use_generated_labels"]
+    if cfg["return_vectors"]:
+        check_vectors(gliner.config)
+        if relations.names:
+            raise ValueError(
+                "gliner: return_vectors is set with relations; vectors are returned for entity "
+                "extraction only: remove the relations, or unset return_vectors."
+            )
     if generated and gliner.decoder_tokenizer is None:
         raise ValueError(
             "gliner: use_generated_labels is set but the checkpoint is not a label-decoder "
@@ -91,7 +101,13 @@ def find(
         decoder = LabelDecoderEngine(engine)
         return decoder(words, labels, thresholds=thresholds, sentence_starts=sentence_starts)
     if not relations.names:
-        return engine(words, labels, thresholds=thresholds, sentence_starts=sentence_starts)
+        return engine(
+            words,
+            labels,
+            thresholds=thresholds,
+            sentence_starts=sentence_starts,
+            vectors=cfg["return_vectors"],
+        )
     threshold = cfg["threshold"]
     default = threshold.get("default", 0.5) if isinstance(threshold, dict) else threshold
     return RelationEngine(engine)(
@@ -117,7 +133,8 @@ def annotate_doc(
     entities = result.entities if isinstance(result, (RelexResult, GeneratedResult)) else result
     generated = result.generated if isinstance(result, GeneratedResult) else None
     annotate(doc, entities, names, cfg["spans_key"], cfg["ents"], cfg["flat_ner"],
-             cfg["multi_label"], generated, cfg["use_generated_labels"])  # fmt: skip
+             cfg["multi_label"], generated, cfg["use_generated_labels"],
+             cfg["return_vectors"])  # fmt: skip
     if isinstance(result, RelexResult):
         doc._.set(RELATION_EXTENSION, doc_relations(doc, result, names, relation_names))
 

@@ -41,6 +41,7 @@ INFERENCE_DEFAULTS: dict[str, Any] = {
     "dtype": "float32",
     "cache_dir": None,
     "use_generated_labels": False,
+    "return_vectors": False,
 }
 
 
@@ -106,8 +107,9 @@ def validate(cfg: dict[str, Any]) -> tuple[LabelSet, list[float]]:
             )
     if not isinstance(cfg["flat_ner"], bool) or not isinstance(cfg["multi_label"], bool):
         raise ValueError("gliner: flat_ner and multi_label must be true or false.")
-    if not isinstance(cfg["use_generated_labels"], bool):
-        raise ValueError("gliner: use_generated_labels must be true or false.")
+    for name in ("use_generated_labels", "return_vectors"):
+        if not isinstance(cfg[name], bool):
+            raise ValueError(f"gliner: {name} must be true or false.")
     _one_of("ents", cfg["ents"], ENTS_MODES)
     _one_of("dtype", cfg["dtype"], DTYPES)
     key = cfg["spans_key"]

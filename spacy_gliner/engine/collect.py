@@ -109,21 +109,16 @@ def collect_results(
 ) -> list[WordsResult]:
     """One result per text: its candidates in the reference decoder's enumeration order for the
     ``output`` kind (ties in score keep it): (start, end, label) for span models, (start, label,
-    end) for token models."""
+    end) for token models. Found tuples with two more columns (span and label vectors, ``[N, D]``:
+    ``vectors.py``) give results with ``span_vectors`` / ``label_vectors``."""
     if found:
-        text, start, end, label, score = (np.concatenate(parts) for parts in zip(*found))
+        columns = [np.concatenate(parts) for parts in zip(*found)]
     else:
-        text = start = end = label = _EMPTY_I
-        score = _EMPTY_F
+        columns = [_EMPTY_I] * 4 + [_EMPTY_F]
+    text, start, end, label = columns[:4]
     keys = (end, label, start, text) if output == "token" else (label, end, start, text)
     order = np.lexsort(keys)
-    text, start, end, label, score = (
-        text[order],
-        start[order],
-        end[order],
-        label[order],
-        score[order],
-    )
+    text, start, end, label, score, *vectors = (column[order] for column in columns)
     bounds = np.searchsorted(text, np.arange(len(windows) + 1))
     results = []
     for t, wins in enumerate(windows):
@@ -138,6 +133,7 @@ def collect_results(
                 int(truncated[t]),
             )
         arrays = (start[a:b].copy(), end[a:b].copy(), label[a:b].copy(), score[a:b].copy())
+        pair = (vectors[0][a:b], vectors[1][a:b]) if vectors else None
         results.append(
             WordsResult(
                 num_windows=len(wins),
@@ -145,6 +141,7 @@ def collect_results(
                 arrays=arrays,
                 unscored_spans=missing,
                 truncated_words=int(truncated[t]),
+                vectors=pair,
             )
         )
     return results

@@ -27,7 +27,7 @@ import numpy as np
 from ..io.tokenizers import PromptTokenizer, Row, TextTokens
 from ..model.config import GLiNERConfig
 from .batches import Task, make_batches, make_tasks, plan_text_windows, threshold_table
-from .collect import Found, collect_results
+from .collect import collect_results
 from .labels import LabelPlan, LabelSet, check_prompt_text, group_table, plan_label_groups
 from .results import WordsResult
 from .windows import Window
@@ -88,26 +88,16 @@ class Runtime(Protocol):
     ) -> Any:
         """Per-call state shared by the call's batches (reusable buffers), or None."""
 
-    def probabilities(
+    def batch_candidates(
         self,
         inputs: dict[str, np.ndarray],
         groups: Sequence[Sequence[int]],
-        labels: LabelSet,
-        state: Any,
-    ) -> Any:
-        """Sigmoid scores of one batch: ``[B, W, K, C]`` (span models) or ``[B, W, C, 3]``
-        (token models), in the runtime's own array type."""
-
-    def candidates(
-        self,
-        probs: Any,
+        call: Call,
         batch: Sequence[Task],
-        windows: Sequence[Sequence[Window]],
-        tokens: Sequence[TextTokens],
-        table: np.ndarray,
-        thresholds: np.ndarray,
-    ) -> Found:
-        """(text, start, end, label, score) of the owned cells of ``probs`` above threshold."""
+    ) -> tuple[np.ndarray, ...]:
+        """(text, start, end, label, score) of the owned candidates above threshold of one
+        batch of encoder inputs (numpy); ``groups``: each row's label indices. A call with
+        ``call.vectors`` also returns span and label vectors ``[N, D]`` (two more columns)."""
 
 
 class Call(NamedTuple):
@@ -119,6 +109,7 @@ class Call(NamedTuple):
     labels: LabelSet
     thresholds: np.ndarray  # [groups, largest group]
     state: Any = None  # the runtime's per-call state
+    vectors: bool = False  # span and label vectors of the candidates (torch runtime only)
 
 
 class EngineCore:
@@ -216,10 +207,15 @@ class EngineCore:
         *,
         thresholds: float | Sequence[float] = 0.5,
         sentence_starts: Sequence[Sequence[int]] | None = None,
+        vectors: bool = False,
     ) -> list[WordsResult]:
-        """Candidates above threshold for each word list (empty lists give empty results)."""
+        """Candidates above threshold for each word list (empty lists give empty results).
+        ``vectors``: each candidate also gets its span and label vectors
+        (``WordsResult.span_vectors`` / ``label_vectors``; runtimes that cannot raise)."""
         if len(labels) == 0:
             raise ValueError("GLiNER needs at least one label.")
+        if vectors:
+            self._check_vectors()
         per_label = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (len(labels),))
         if not word_lists:
             return []
@@ -227,7 +223,8 @@ class EngineCore:
         plan = self.label_plan(labels)
         tokens = self.prompts.tokenize_words(word_lists)
         windows = self._windows(tokens, plan, sentence_starts)
-        call = Call(tokens, windows, plan, labels, threshold_table(plan.table, per_label))
+        table = threshold_table(plan.table, per_label)
+        call = Call(tokens, windows, plan, labels, table, vectors=vectors)
         fixed = len(self.prompts.prefix) + len(self.prompts.suffix)
         tasks = make_tasks(tokens, windows, [len(p) for p in plan.prompt_ids], fixed)
         found, truncated = self._run_tasks(call, tasks)
@@ -243,6 +240,13 @@ class EngineCore:
 
     def _before_call(self) -> None:
         """Hook run at the start of every call with texts (the torch engine's fork guard)."""
+
+    def _check_vectors(self) -> None:
+        """Raise ``ValueError`` unless this engine can return vectors (the torch engine can)."""
+        raise ValueError(
+            "gliner: span and label vectors (return_vectors) need the torch runtime; unset "
+            "return_vectors or run the model with torch."
+        )
 
     def _run_tasks(self, call: Call, tasks: list[Task]) -> tuple[list, np.ndarray]:
         truncated = np.zeros(len(call.tokens), dtype=np.int64)
@@ -275,18 +279,16 @@ class EngineCore:
         )
         return found, truncated
 
-    def _run_batch(self, call: Call, batch: list[Task], truncated: np.ndarray) -> Found:
+    def _run_batch(
+        self, call: Call, batch: list[Task], truncated: np.ndarray
+    ) -> tuple[np.ndarray, ...]:
         """(text, start, end, label, score) arrays of the owned cells above threshold."""
         rows = [self._row(call, t) for t in batch]
         inputs, cut = self.prompts.assemble_arrays(rows, self.max_tokens)
         for task, n in zip(batch, cut):
             truncated[task.text] += n
         groups = [call.plan.groups[t.group] for t in batch]
-        runtime = self.runtime
-        probs = runtime.probabilities(inputs, groups, call.labels, call.state)
-        return runtime.candidates(
-            probs, batch, call.windows, call.tokens, call.plan.table, call.thresholds
-        )
+        return self.runtime.batch_candidates(inputs, groups, call, batch)
 
     def _row(self, call: Call, task: Task) -> Row:
         window = call.windows[task.text][task.window]

@@ -21,7 +21,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ..io.tokenizers import TextTokens, max_sequence_tokens
+from ..io.tokenizers import max_sequence_tokens
 from ..model.families import family_of
 from ..model.marker_scores import Workspace
 from .batches import Task
@@ -29,14 +29,17 @@ from .core import (
     BI_ENCODER_LABELS_PER_PASS,
     CPU_BATCH_WINDOWS,
     GPU_BATCH_WINDOWS,
+    Call,
     EngineCore,
     EngineOptions,
 )
 from .dtypes import ScoringModel, check_dtype
 from .label_vectors import LabelVectors, pad_rows
 from .labels import LabelSet
-from .score import Found, candidates_function
+from .score import candidates_function, listed_candidates
+from .token_spans import SPAN_LISTS
 from .torch_context import attention_backends, eval_mode
+from .vectors import check_vectors, vector_batch
 from .windows import Window
 
 __all__ = [
@@ -72,7 +75,10 @@ class TorchRuntime:
         self.label_vectors = (
             LabelVectors(gliner.model, gliner.prompts) if cfg.is_bi_encoder else None
         )
-        self._candidates = candidates_function(output, cfg.max_width)
+        self.output, self.max_width = output, cfg.max_width
+        # Token-level models that list spans (``list_spans``) have no cell-wise candidate step.
+        lists = output == SPAN_LISTS
+        self._candidates = None if lists else candidates_function(output, cfg.max_width)
 
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
@@ -84,15 +90,44 @@ class TorchRuntime:
     ) -> Optional[Workspace]:
         return _workspace(windows, batches)
 
-    def probabilities(
+    def batch_candidates(
         self,
         inputs: dict[str, np.ndarray],
         groups: Sequence[Sequence[int]],
-        labels: LabelSet,
-        state: Optional[Workspace] = None,
-    ) -> torch.Tensor:
-        """Sigmoid scores (float32) of one batch of encoder inputs: ``[B, W, K, C]`` (span
-        models) or ``[B, W, C, 3]`` (token models)."""
+        call: Call,
+        batch: Sequence[Task],
+    ) -> tuple[np.ndarray, ...]:
+        """Owned candidates above threshold of one batch (with vectors when the call asks)."""
+        tensors = self.device_inputs(inputs, groups, call.labels)
+        if call.vectors:
+            return vector_batch(self, call, batch, tensors, groups)
+        where = (batch, call.windows, call.tokens, call.plan.table, call.thresholds)
+        if self._candidates is None:  # token-level models that list spans (SPAN_LISTS)
+            limits = torch.from_numpy(call.thresholds[[t.group for t in batch]]).float()
+            lists = self.run_model(tensors, threshold=limits.to(self.device))
+            return listed_candidates(lists.span_idx, lists.span_mask, lists.span_logits, *where)
+        logits, _, _ = self.run_model(tensors, workspace=call.state)
+        return self._candidates(torch.sigmoid(logits.float()), *where)
+
+    def run_model(self, tensors: dict[str, torch.Tensor], **kwargs: Any) -> Any:
+        """The model (or its int8 copy) on one batch under the engine's autocast dtype and
+        attention backends: ``list_spans`` when ``threshold`` is given, else ``forward``."""
+        dtype = self.autocast_dtype
+        with (
+            torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None),
+            attention_backends(self.device),
+        ):
+            model: Any = self.scoring.get()
+            return (
+                model.list_spans(**tensors, **kwargs)
+                if "threshold" in kwargs
+                else model(**tensors, **kwargs)
+            )
+
+    def device_inputs(
+        self, inputs: dict[str, np.ndarray], groups: Sequence[Sequence[int]], labels: LabelSet
+    ) -> dict[str, torch.Tensor]:
+        """Encoder inputs on the model's device, with bi-encoders' cached label vectors."""
         device = self.device
         tensors = {k: torch.from_numpy(v).to(device) for k, v in inputs.items()}
         if self.label_vectors is not None:
@@ -100,24 +135,7 @@ class TorchRuntime:
             tensors["labels_embeddings"], tensors["labels_mask"] = self.label_vectors.rows(
                 prompts, device
             )
-        dtype = self.autocast_dtype
-        with (
-            torch.autocast(device.type, dtype=dtype, enabled=dtype is not None),
-            attention_backends(device),
-        ):
-            logits, _, _ = self.scoring.get()(**tensors, workspace=state)
-        return torch.sigmoid(logits.float())
-
-    def candidates(
-        self,
-        probs: torch.Tensor,
-        batch: Sequence[Task],
-        windows: Sequence[Sequence[Window]],
-        tokens: Sequence[TextTokens],
-        table: np.ndarray,
-        thresholds: np.ndarray,
-    ) -> Found:
-        return self._candidates(probs, batch, windows, tokens, table, thresholds)
+        return tensors
 
 
 class Engine(EngineCore):
@@ -159,6 +177,9 @@ class Engine(EngineCore):
     def _before_call(self) -> None:
         _single_thread_after_fork()
 
+    def _check_vectors(self) -> None:
+        check_vectors(self.gliner.config)
+
     # ------------------------------------------------------------------ reference-shaped scores
     @torch.inference_mode()
     def span_probabilities(
@@ -183,7 +204,7 @@ class Engine(EngineCore):
             logits, _, _ = self.model(**inputs)
         probs = torch.sigmoid(logits.float()).cpu().numpy()
         pairs = enumerate(zip(word_lists, label_lists))
-        if self.output == "token":
+        if self.output != "span":  # token logits (token_spans: those that list the spans)
             return [probs[i, : len(w), : len(lab)] for i, (w, lab) in pairs]
         return [probs[i, : len(w), :, : len(lab)] for i, (w, lab) in pairs]
 

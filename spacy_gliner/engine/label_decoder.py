@@ -3,7 +3,10 @@
 A label-decoder GLiNER (``labels_decoder`` set, ``decoder_mode == "span"``) scores spans as a
 span-level uni-encoder and, for every span with some label above its threshold, writes a type
 name with its decoder, greedily (the reference samples at temperature 0.01 by default; greedy
-search is its ``do_sample=False`` output, and reproducible). All entity types go in one prompt
+search is its ``do_sample=False`` output, and reproducible). A token-level one scores the spans
+its token logits list (``token_spans.listed_candidates``) and names those whose best label
+probability is above 0.5 (``token_decoder_model``), so an entity between a threshold below 0.5
+and 0.5 has no name (``None``). All entity types go in one prompt
 per row, so a call runs one label group. Texts are windowed as for entity models; a span's
 generated name comes from the window that owns the span. As in the reference, a span's name
 depends on the other rows of its batch (``label_decoder.py``); for a text that fits one window,
@@ -15,7 +18,7 @@ Thread safety: everything a call computes lives in the call; the engine holds on
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, Union
 
 import numpy as np
 import torch
@@ -23,16 +26,18 @@ import torch
 from ..io.tokenizers import Row, TextTokens
 from ..model.label_decoder import MAX_LABEL_TOKENS
 from ..model.span_decoder_model import DecoderOutput
+from ..model.token_decoder_model import TokenDecoderOutput
 from .batches import Task, make_batches, make_tasks, plan_text_windows, threshold_table
 from .decode import Decoded
 from .engine import Engine
 from .labels import LabelSet, check_prompt_text, group_table
 from .results import WordsResult
-from .score import candidates_function, collect_results
+from .score import candidates_function, collect_results, listed_candidates
 from .torch_context import attention_backends, eval_mode
 from .windows import Window, owned_spans
 
 Generated = dict[tuple[int, int], str]  # (first word, last word) -> generated name
+Output = Union[DecoderOutput, TokenDecoderOutput]
 
 
 class GeneratedResult:
@@ -125,6 +130,7 @@ class LabelDecoderEngine:
         found: list = []
         generated: list[Generated] = [{} for _ in call.tokens]
         candidates = candidates_function("span", engine.max_width)
+        where = (call.windows, call.tokens)
         with eval_mode(engine.gliner.model):
             for batch in make_batches(tasks, engine.batch_size, engine.max_batch_tokens):
                 rows = [
@@ -136,16 +142,20 @@ class LabelDecoderEngine:
                     truncated[task.text] += n
                 inputs.update(self._decoder_inputs(call, batch))
                 out = self._run(inputs, call)
-                probs = torch.sigmoid(out.logits.float())
-                found.append(candidates(probs, batch, call.windows, call.tokens, table, limits))
+                if isinstance(out, TokenDecoderOutput):
+                    lists = (out.span_idx, out.span_mask, out.span_logits)
+                    found.append(listed_candidates(*lists, batch, *where, table, limits))
+                else:
+                    probs = torch.sigmoid(out.logits.float())
+                    found.append(candidates(probs, batch, *where, table, limits))
                 self._collect_names(out, batch, call, generated)
         return found, generated, truncated
 
     def _decoder_inputs(self, call: _Call, batch: Sequence[Task]) -> dict[str, torch.Tensor]:
         """The reference processor's ``decoder_input_ids`` / ``decoder_words_mask``: each row's
         prompt words and window words, a space before all but the first, split into words;
-        padded here (the tokenizer's padding state is shared, so calls never change it; the
-        padding side does not change the decoder inputs, which read tokens by word id)."""
+        padded here on the tokenizer's padding side (its padding state is shared, so calls
+        never change it; token-level decoders read padding tokens, word id 0, in order)."""
         texts, skip = [], len(call.prompt_words)
         for t in batch:
             win = call.windows[t.text][t.window]
@@ -155,18 +165,20 @@ class LabelDecoderEngine:
         width = max(len(ids) for ids in enc["input_ids"])
         ids = np.full((len(texts), width), self.tokenizer.pad_token_id, dtype=np.int64)
         word_ids = np.zeros((len(texts), width), dtype=np.int64)
+        left = self.tokenizer.padding_side == "left"
         for r, row_ids in enumerate(enc["input_ids"]):
-            ids[r, : len(row_ids)] = row_ids
+            at = width - len(row_ids) if left else 0
+            ids[r, at : at + len(row_ids)] = row_ids
             for j, w in enumerate(enc.word_ids(r)):
                 if w is not None and w >= skip:
-                    word_ids[r, j] = w - skip + 1
+                    word_ids[r, at + j] = w - skip + 1
         return {
             "decoder_input_ids": torch.from_numpy(ids),
             "decoder_words_mask": torch.from_numpy(word_ids),
         }
 
     @torch.inference_mode()
-    def _run(self, inputs: dict, call: _Call) -> DecoderOutput:
+    def _run(self, inputs: dict, call: _Call) -> Output:
         gliner = self.engine.gliner
         device = gliner.device
         inputs = {k: v.to(device) for k, v in inputs.items()}
@@ -185,16 +197,18 @@ class LabelDecoderEngine:
             )
 
     def _collect_names(
-        self, out: DecoderOutput, batch: Sequence[Task], call: _Call, generated: list[Generated]
+        self, out: Output, batch: Sequence[Task], call: _Call, generated: list[Generated]
     ) -> None:
-        """Decoded names of the batch's selected spans, kept for the spans their window owns."""
+        """Decoded names of the batch's selected spans, kept for the spans of the window's words
+        that the window owns."""
         names = self.tokenizer.batch_decode(out.token_ids.cpu(), skip_special_tokens=True)
         rows, starts, widths = (x.cpu().numpy() for x in (out.rows, out.starts, out.widths))
         for r in np.unique(rows).tolist():
             task = batch[r]
             wins = call.windows[task.text]
-            at = np.flatnonzero(rows == r)
-            first = starts[at] + wins[task.window].start
+            win = wins[task.window]
+            at = np.flatnonzero((rows == r) & (starts + widths < win.end - win.start))
+            first = starts[at] + win.start
             last = first + widths[at]
             if len(wins) > 1:
                 num_words = len(call.words[task.text])

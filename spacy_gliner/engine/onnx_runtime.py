@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ..io.tokenizers import TextTokens
 from .batches import Task
 from .collect import Found, numpy_candidates_function
-from .labels import LabelSet
+from .core import Call
 from .windows import Window
 
 OUTPUT_NAME = "probs"
@@ -52,24 +51,17 @@ class OnnxRuntime:
     ) -> None:
         return None
 
-    def probabilities(
+    def batch_candidates(
         self,
         inputs: dict[str, np.ndarray],
         groups: Sequence[Sequence[int]],
-        labels: LabelSet,
-        state: Any = None,
-    ) -> np.ndarray:
-        """float32 probabilities of one batch (see the module docstring for the shapes)."""
-        feeds = {name: inputs[name] for name in self.input_names}
-        return self.session.run([OUTPUT_NAME], feeds)[0]
-
-    def candidates(
-        self,
-        probs: np.ndarray,
+        call: Call,
         batch: Sequence[Task],
-        windows: Sequence[Sequence[Window]],
-        tokens: Sequence[TextTokens],
-        table: np.ndarray,
-        thresholds: np.ndarray,
     ) -> Found:
-        return self._candidates(probs, batch, windows, tokens, table, thresholds)
+        """Owned candidates above threshold of one batch; the graph's float32 probabilities
+        (see the module docstring for the shapes) are thresholded with numpy."""
+        feeds = {name: inputs[name] for name in self.input_names}
+        probs = self.session.run([OUTPUT_NAME], feeds)[0]
+        return self._candidates(
+            probs, batch, call.windows, call.tokens, call.plan.table, call.thresholds
+        )

@@ -21,7 +21,9 @@ class WordsResult:
     ``num_windows`` / ``num_label_groups`` say how the text was split; ``unscored_spans`` counts
     spans of up to ``max_width`` words that no window could hold and ``truncated_words`` the
     words that fell past the encoder's sub-token limit (both 0 unless the sub-token budget is
-    tiny or a single word is longer than the encoder window). Immutable.
+    tiny or a single word is longer than the encoder window). ``span_vectors`` /
+    ``label_vectors``: ``[N, D]`` float32, row for row with the candidates (an engine call with
+    ``vectors=True``; see ``vectors.py``), else None. Immutable.
     """
 
     def __init__(
@@ -33,6 +35,7 @@ class WordsResult:
         arrays: Arrays | None = None,
         unscored_spans: int = 0,
         truncated_words: int = 0,
+        vectors: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         if arrays is None:
             cands = list(candidates or ())
@@ -47,6 +50,9 @@ class WordsResult:
         self.num_label_groups = num_label_groups
         self.unscored_spans = unscored_spans
         self.truncated_words = truncated_words
+        pair = vectors if vectors is not None else (None, None)
+        self.span_vectors: np.ndarray | None = pair[0]
+        self.label_vectors: np.ndarray | None = pair[1]
 
     @property
     def candidates(self) -> list[Candidate]:
@@ -65,3 +71,17 @@ class WordsResult:
         return decode_arrays(
             self.starts, self.ends, self.labels, self.scores, bool(flat_ner), bool(multi_label)
         )
+
+    def vectors_of(self, decoded: Sequence[Decoded]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(span vector ``[D]``, label vector ``[D]``) of each decoded span; raises
+        ``ValueError`` when the call that made this result did not ask for vectors."""
+        if self.span_vectors is None or self.label_vectors is None:
+            raise ValueError("These results have no vectors: run the engine with vectors=True.")
+        index = {
+            key: i
+            for i, key in enumerate(
+                zip(self.starts.tolist(), self.ends.tolist(), self.labels.tolist())
+            )
+        }
+        rows = [index[(start, end, label)] for start, end, label, _ in decoded]
+        return [(self.span_vectors[i], self.label_vectors[i]) for i in rows]

@@ -17,11 +17,13 @@ from typing import Any
 import numpy as np
 
 from ..io.tokenizers import TextTokens
+from ..model.span_pairs import span_pairs
 from .batches import Task
 from .windows import Window, owned_spans
 
 Found = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 START, END, INSIDE = 0, 1, 2
+SPAN_LISTS = "token_spans"  # output kind of token-level families that represent spans
 
 
 def token_candidates(
@@ -59,40 +61,17 @@ def token_candidates(
     is_start = (by_label[..., START] > thr32) & real_t
     is_end = (by_label[..., END] > thr32) & real_t
     is_inside = (by_label[..., INSIDE] >= thr[:, :, None]) & real_t  # float64 comparison
-    row, label, start, end = _pairs(is_start, is_end, is_inside)
+    row, label, start, end = span_pairs(is_start, is_end, is_inside)
     inside = by_label[..., INSIDE].reshape(-1, num_words)  # [B*C, W]
     score = np.minimum(
         _range_min(inside, row * num_classes + label, start, end),
         np.minimum(by_label[row, label, start, START], by_label[row, label, end, END]),
     )
-    keep = _owned(batch, windows, tokens, row, start, end)
+    keep = owned_span_rows(batch, windows, tokens, row, start, end)
     row, label, start, end, score = row[keep], label[keep], start[keep], end[keep], score[keep]
     offset = np.array([w.start for w in bounds], dtype=np.int64)[row]
     texts = np.array([t.text for t in batch], dtype=np.int64)
     return texts[row], start + offset, end + offset, table[groups[row], label], score
-
-
-def _pairs(
-    is_start: np.ndarray, is_end: np.ndarray, is_inside: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(row, label, start, end) of every start/end pair with inside words between, all ``[B, C, W]``
-    bool inputs; ordered by (row, label, start, end)."""
-    _, classes, width = is_start.shape
-    positions = np.arange(width)
-    # Last word of the inside run that begins at each word (word - 1 where it is not inside).
-    stop = np.where(is_inside, width, positions)
-    run_end = np.minimum.accumulate(stop[..., ::-1], axis=-1)[..., ::-1] - 1  # [B, C, W]
-    flat_end = is_end.reshape(-1)
-    before = np.concatenate([[0], np.cumsum(flat_end)])  # end marks before each flat index
-    end_words = np.flatnonzero(flat_end) % width  # in (row, label, word) order
-    b, c, s = np.nonzero(is_start)
-    base = (b * classes + c) * width
-    first = before[base + s]
-    count = before[base + run_end[b, c, s] + 1] - first  # 0 when s is not inside
-    which = np.repeat(np.arange(len(s)), count)
-    step = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-    e = end_words[first[which] + step]
-    return b[which], c[which], s[which], e
 
 
 def _range_min(values: np.ndarray, rows: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -112,7 +91,7 @@ def _range_min(values: np.ndarray, rows: np.ndarray, lo: np.ndarray, hi: np.ndar
     return np.minimum(table[k, rows, lo], table[k, rows, hi - (1 << k) + 1])
 
 
-def _owned(
+def owned_span_rows(
     batch: Sequence[Task],
     windows: Sequence[Sequence[Window]],
     tokens: Sequence[TextTokens],

@@ -10,10 +10,12 @@ the output kind the engine decodes (``"span"``: logits ``[B, W, K, C]``; ``"toke
 ``[B, W, C, 3]``, per word and label the start, end and inside logits). Relation-extraction
 families (``relations_layer`` set) add ``extract`` (``relex_model.RelexOutput``) and a ``check``
 that refuses layers they do not build (an unknown ``relations_layer``, any ``triples_layer``).
-Label-decoder families (``labels_decoder`` set) add ``generate`` (``span_decoder_model``).
+Label-decoder families (``labels_decoder`` set) add ``generate`` (``span_decoder_model``,
+``token_decoder_model``), which ``engine/label_decoder.py`` runs.
 
-Token-level checkpoints with ``represent_spans`` (an extra span classifier whose scores replace the
-start/end/inside decoding in the reference) are a separate architecture, not built here.
+Token-level checkpoints with ``represent_spans``, and token-level label decoders (which always
+have it), output ``"token_spans"``: the token logits list spans, whose own label logits decide
+the entities (``token_span_model.TokenSpanModel.list_spans``).
 """
 
 from __future__ import annotations
@@ -92,6 +94,34 @@ def _span_decoder_model(
     return SpanDecoderModel(config, text, labels)
 
 
+def _token_decoder_model(
+    config: GLiNERConfig, text: nn.Module, labels: nn.Module | None
+) -> nn.Module:
+    from .token_decoder_model import TokenDecoderModel
+
+    return TokenDecoderModel(config, text, labels)
+
+
+def _token_span_model(config: GLiNERConfig, text: nn.Module, labels: nn.Module | None) -> nn.Module:
+    from .token_span_model import TokenSpanModel
+
+    return TokenSpanModel(config, text, labels)
+
+
+def _span_encoder_problem(data: Mapping[str, Any]) -> str:
+    if data.get("span_encoder_config") is not None:
+        return (
+            "Its span_encoder_config (a context encoder over the words before the span "
+            "representations) is not implemented; spacy-gliner builds token-level models that "
+            "represent spans with span_encoder_config null."
+        )
+    return ""
+
+
+def _token_decoder_problem(data: Mapping[str, Any]) -> str:
+    return _span_encoder_problem(data) or _decoder_problem(data)
+
+
 def _decoder_problem(data: Mapping[str, Any]) -> str:
     mode = data.get("decoder_mode")
     if mode not in (None, "span"):
@@ -139,6 +169,17 @@ FAMILIES: dict[str, Family] = {
     "span-level label decoder": Family(
         "span-level label decoder", "span", _span_decoder_model, _decoder_problem
     ),
+    # Its entity head is the represent_spans one (token_spans); LabelDecoderEngine adds names.
+    "token-level label decoder": Family(
+        "token-level label decoder", "token_spans", _token_decoder_model, _token_decoder_problem
+    ),
+    **{
+        name: Family(name, "token_spans", _token_span_model, _span_encoder_problem)
+        for name in (
+            f"token-level {encoders} with span representations (represent_spans)"
+            for encoders in ("uni-encoder", "bi-encoder")
+        )
+    },
 }
 
 
@@ -149,14 +190,6 @@ NOT_BUILT = {
         "reads the label prompt and the text in one pass, a separate context encoder turns the "
         "decoder's label-token states into label vectors, and inference keeps a key-value cache "
         "across calls, so none of spacy-gliner's encoder, prompt or batching code applies."
-    ),
-    "(represent_spans)": (
-        "Token-level models with represent_spans replace the start/end/inside decoding with an "
-        "extra span classifier that spacy-gliner does not implement."
-    ),
-    "token-level label decoder": (
-        "Token-level label-decoder models (labels_decoder set, span_mode token_level) are not "
-        "implemented; span-level label-decoder checkpoints are."
     ),
 }
 

@@ -1,66 +1,126 @@
-"""Dynamic int8 inference on CPU: a copy of a model whose ``nn.Linear`` layers run torch's
-quantized kernels (FBGEMM / oneDNN ``quantized::linear_dynamic``).
+"""Dynamic int8 inference on CPU: a copy of a model whose ``nn.Linear`` layers multiply in int8.
 
-Weights are quantized once, symmetric int8 per output channel; activations are quantized per call
-over their own range, and every product accumulates in int32. Activations get all 8 bits on x86
-CPUs with VNNI (``vpdpbusd`` sums u8 x s8 products in int32); elsewhere 7 bits (torch's default:
-FBGEMM's AVX2 kernels add pairs of products in int16, which 8-bit activations can saturate).
+Weights are quantized once, symmetric int8 per output channel (``w ~= w_scale[o] * wq[i, o]``).
+Activations are quantized per call **per row** (per token), asymmetric over the row's own range
+(``x ~= s[r] * (q[r, i] - z[r])``, ``q`` int8): a few tokens with large activations (special
+tokens, prompt markers) then cost the other tokens no precision, which one scale per tensor
+(torch's ``quantized::linear_dynamic``, and the reference's int8) cannot avoid. The products
+``q @ wq`` accumulate exactly in int32 (``torch._int_mm``); the zero point is removed with the
+weights' column sums, then rows and columns are rescaled in float32.
+
+Activations use 256 levels on x86 CPUs with VNNI (``vpdpbusd`` sums u8 x s8 products in int32)
+and 128 elsewhere (without VNNI, int8 kernels add pairs of products in int16, which full-range
+activations can saturate): ``full_range_activations``.
+
+``int_matmul`` runs ``torch._int_mm`` (a private torch operator, CPU kernels since torch 2.2)
+when this torch has it and it runs on CPU (``int_mm_available``, checked once); otherwise it
+multiplies the same integers in float32, which gives the same sums (every product and partial
+sum is an integer below 2**24 for the widths of these encoders) without the speed-up.
+
 The copy shares every other tensor (embeddings, LayerNorms, the LSTM, ...) with the float model,
 which is never modified: building a copy costs the int8 weights only (a quarter of the Linear
-weights). The copy is for inference only (no gradients flow through quantized layers).
+weights). The copy is for inference only (no gradients flow through integer layers).
 
 Layers kept in float32 (``float32_linears``):
 
-* Linear layers whose weights a forward reads as tensors instead of calling them: markerV0's
-  ``out_project`` (folded into the span terms and the label vectors, ``marker_scores.py``) and the
+* Linear layers whose weights a forward reads as tensors instead of calling them (factored
+  first layers of two-input MLPs): what a module class names in ``READS_WEIGHTS`` (markerV0's
+  ``out_project``, the token scorer's ``out_mlp.0``, the relation layers' pair MLPs) and the
   projections inside ``nn.MultiheadAttention`` (the fusion layers);
 * the labels encoder of a bi-encoder (its label vectors are computed once per label set by the
   float model and cached: quantizing it saves no time);
-* ``KEEP_FLOAT32``: layers where int8 costs accuracy (the encoder's feed-forward blocks and
-  attention value projections).
+* ``KEEP_FLOAT32``: the encoder's attention value projections, where int8 costs accuracy.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import logging
 import re
 from itertools import chain
 
 import torch
 from torch import nn
-from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 
-from .span_rep import MarkerV0
+logger = logging.getLogger("spacy_gliner")
 
 # Linear layers kept in float32 because int8 loses accuracy there (regular expressions searched in
-# module names): the encoder's feed-forward blocks (BERT / DeBERTa ``layer.N.intermediate.dense``
-# and ``layer.N.output.dense``, ModernBERT ``mlp.Wi`` / ``mlp.Wo``, T5 ``DenseReluDense``), whose
-# inputs have a few channels 15-25x larger than the rest (LayerNorm and GELU outliers) that one
-# int8 scale per tensor cannot resolve, and the attention value projections (their error reaches
-# the output linearly; query / key errors are damped by the softmax). Measured on a trained MiniLM
-# GLiNER: README, "int8 on CPU".
-KEEP_FLOAT32: tuple[str, ...] = (
-    r"\.layer\.\d+\.(intermediate|output)\.dense$",
-    r"\.attention\.self\.value(_proj)?$",
-    r"\.mlp\.W[io]$",
-    r"\.DenseReluDense\.",
-)
+# module names): the attention value projections (BERT ``attention.self.value``, DeBERTa
+# ``value_proj``), whose error reaches the output linearly (query / key errors are damped by the
+# softmax). Measured on the demo project's trained MiniLM GLiNER: README, "int8 on CPU".
+KEEP_FLOAT32: tuple[str, ...] = (r"\.attention\.self\.value(_proj)?$",)
 # The bi-encoder labels tower: its vectors are cached per label set, computed by the float model.
 LABELS_TOWER = ("token_rep_layer.labels_encoder", "token_rep_layer.labels_projection")
 
 
-class Int8Linear(DynamicInt8Linear):
-    """torch's dynamic int8 Linear, with the activation range chosen for this CPU
-    (``full_range_activations``) instead of always 7 bits."""
+class Int8Linear(nn.Module):
+    """``y = x @ w.T + b`` with int8 weights (per output channel) and int8 activations (per row,
+    asymmetric); input ``[..., in_features]`` of any float dtype, output float32
+    ``[..., out_features]``."""
 
-    def __init__(self, in_features: int, out_features: int, reduce_range: bool) -> None:
-        super().__init__(in_features, out_features, dtype=torch.qint8)
-        self.reduce_range = reduce_range
+    def __init__(self, linear: nn.Linear, levels: int) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        weight = linear.weight.detach().float()
+        scale = (weight.abs().amax(dim=1) / 127.0).clamp_min(1e-12)
+        qweight = (weight / scale[:, None]).round_().clamp_(-127, 127).to(torch.int8)
+        self.register_buffer("qweight", qweight.t().contiguous())  # [in, out]
+        self.register_buffer("weight_scale", scale)  # [out]
+        self.register_buffer("column_sums", qweight.float().sum(dim=1))  # [out]
+        bias = None if linear.bias is None else linear.bias.detach().float()
+        self.register_buffer("bias", bias)
+        self.levels = int(levels)  # activation levels per row: 256 or 128
+
+    qweight: torch.Tensor
+    weight_scale: torch.Tensor
+    column_sums: torch.Tensor
+    bias: torch.Tensor | None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        packed = self._packed_params._packed_params
-        return torch.ops.quantized.linear_dynamic(x, packed, self.reduce_range).to(x.dtype)
+        rows = x.reshape(-1, self.in_features).float()
+        low = rows.amin(dim=1, keepdim=True).clamp_(max=0.0)
+        high = rows.amax(dim=1, keepdim=True).clamp_(min=0.0)
+        scale = ((high - low) / (self.levels - 1)).clamp_(min=1e-12)
+        zero = (-low / scale).round_() - self.levels // 2  # x ~= scale * (q - zero)
+        q = (rows / scale).round_().add_(zero).clamp_(-(self.levels // 2), self.levels // 2 - 1)
+        acc = int_matmul(q.to(torch.int8), self.qweight).float()
+        out = acc.sub_(zero * self.column_sums).mul_(scale).mul_(self.weight_scale)
+        if self.bias is not None:
+            out.add_(self.bias)
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+
+def int_matmul(a: torch.Tensor, b: torch.Tensor, use_int_mm: bool | None = None) -> torch.Tensor:
+    """``a @ b`` of int8 matrices ``[n, k] x [k, m]`` as int32 ``[n, m]``; ``torch._int_mm`` when
+    ``use_int_mm`` (default: ``int_mm_available()``), else the same integers in float32."""
+    if use_int_mm is None:
+        use_int_mm = int_mm_available()
+    if use_int_mm and a.shape[0] > 0:
+        return torch._int_mm(a, b)
+    return (a.float() @ b.float()).round_().to(torch.int32)
+
+
+@functools.lru_cache(maxsize=1)
+def int_mm_available() -> bool:
+    """Whether ``torch._int_mm`` exists and multiplies int8 matrices on CPU (checked once, on a
+    small product compared with the float result); False logs a warning."""
+    probe = getattr(torch, "_int_mm", None)
+    ok = False
+    if probe is not None:
+        a = torch.arange(-40, 40, dtype=torch.int8).reshape(5, 16)
+        b = torch.arange(-64, 64, dtype=torch.int8).reshape(16, 8)
+        try:
+            ok = torch.equal(probe(a, b), (a.long() @ b.long()).to(torch.int32))
+        except (RuntimeError, NotImplementedError):
+            ok = False
+    if not ok:
+        logger.warning(
+            "gliner: this torch build (%s) has no CPU int8 matrix product (torch._int_mm); "
+            "dtype int8 multiplies in float32 (same results, no speed-up).",
+            torch.__version__,
+        )
+    return ok
 
 
 @functools.lru_cache(maxsize=1)
@@ -75,23 +135,22 @@ def full_range_activations() -> bool:
     return bool(flags & {"avx512_vnni", "avx_vnni"})
 
 
-def int8_available() -> bool:
-    """Whether this torch build has a CPU engine for dynamic int8 (FBGEMM, oneDNN or QNNPACK)."""
-    return any(e != "none" for e in torch.backends.quantized.supported_engines)
+def weights_read_by(module: nn.Module) -> tuple[str, ...]:
+    """The submodules whose weights ``module``'s forward reads as tensors (its class's
+    ``READS_WEIGHTS``; none by default)."""
+    return tuple(getattr(type(module), "READS_WEIGHTS", ()))
 
 
 def float32_linears(model: nn.Module, keep: tuple[str, ...] = KEEP_FLOAT32) -> set[str]:
     """Names of the ``nn.Linear`` modules of ``model`` that stay float32 (see the module docs)."""
     kept: set[str] = set()
     for name, module in model.named_modules():
-        direct: nn.Module | None = None
-        if isinstance(module, nn.MultiheadAttention):
-            direct = module
-        elif isinstance(module, MarkerV0):
-            direct = module.out_project
-        if direct is not None:
-            base = name if direct is module else f"{name}.out_project"
-            kept.update(_join(base, sub) for sub, _ in direct.named_modules())
+        # Modules that read some of their Linear layers' weights as tensors name them in
+        # READS_WEIGHTS (relative paths); nn.MultiheadAttention reads all of its own.
+        direct = [""] if isinstance(module, nn.MultiheadAttention) else weights_read_by(module)
+        for path in direct:
+            base = _join(name, path)
+            kept.update(_join(base, sub) for sub, _ in module.get_submodule(path).named_modules())
     for name, module in model.named_modules():
         if not isinstance(module, nn.Linear):
             continue
@@ -103,18 +162,12 @@ def float32_linears(model: nn.Module, keep: tuple[str, ...] = KEEP_FLOAT32) -> s
 def int8_copy(model: nn.Module, keep: tuple[str, ...] = KEEP_FLOAT32) -> nn.Module:
     """A copy of ``model`` in evaluation mode whose ``nn.Linear`` layers (all but
     ``float32_linears(model, keep)``) are dynamic int8; ``model`` itself is left unchanged and
-    shares its other parameters and buffers with the copy. Raises ``RuntimeError`` when torch
-    has no quantized CPU engine, ``ValueError`` for a model on another device."""
-    if not int8_available():
-        raise RuntimeError(
-            "gliner: dtype int8 needs torch's quantized CPU kernels, which this torch build "
-            f"lacks (torch.backends.quantized.supported_engines = "
-            f"{torch.backends.quantized.supported_engines}). Use dtype float32 or bfloat16."
-        )
+    shares its other parameters and buffers with the copy. Raises
+    ``ValueError`` for a model on another device."""
     devices = {t.device.type for t in chain(model.parameters(), model.buffers())}
     if devices - {"cpu"}:
         raise ValueError(
-            f"gliner: dtype int8 runs on CPU only (torch's dynamic int8 kernels are CPU kernels); "
+            f"gliner: dtype int8 runs on CPU only (its int8 kernels are CPU kernels); "
             f"the model is on {sorted(devices - {'cpu'})}. Use dtype float16 or bfloat16 on a "
             "GPU, or device 'cpu'."
         )
@@ -130,16 +183,9 @@ def int8_copy(model: nn.Module, keep: tuple[str, ...] = KEEP_FLOAT32) -> nn.Modu
 
 
 @torch.no_grad()
-def quantize_linear(linear: nn.Linear) -> nn.Module:
-    """``linear`` as a dynamic int8 layer: weights symmetric int8 per output channel."""
-    weight = linear.weight.detach().float()
-    scales = (weight.abs().amax(dim=1) / 127.0).clamp_min(1e-12).double()
-    zeros = torch.zeros(weight.size(0), dtype=torch.long)
-    qweight = torch.quantize_per_channel(weight, scales, zeros, 0, torch.qint8)
-    layer = Int8Linear(linear.in_features, linear.out_features, not full_range_activations())
-    bias = None if linear.bias is None else linear.bias.detach().float()
-    layer.set_weight_bias(qweight, bias)
-    return layer
+def quantize_linear(linear: nn.Linear) -> Int8Linear:
+    """``linear`` as an int8 layer (activation levels for this CPU: ``full_range_activations``)."""
+    return Int8Linear(linear, 256 if full_range_activations() else 128)
 
 
 def _join(base: str, sub: str) -> str:

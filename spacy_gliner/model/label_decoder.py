@@ -1,18 +1,22 @@
 """The generative label decoder of gliner's label-decoder models: a causal language model from
 transformers (GPT-2, Llama, ...) that writes an entity type name for a span, greedily.
 
-Decoder inputs are built as the reference's ``select_span_decoder_embedding`` builds them
-(``decoder_mode == "span"``), and the generation is the reference's ``generate`` with greedy
-search (``do_sample=False``, one sequence), so generated token ids match it exactly:
+Decoder inputs are built as the reference's ``select_span_decoder_embedding`` (span-level) and
+``select_token_decoder_embedding`` (token-level) build them (``decoder_mode == "span"``;
+``decoder_prefixes`` is the layout both share), and the generation is the reference's
+``generate`` with greedy search (``do_sample=False``, one sequence), so generated token ids
+match it exactly:
 
 * each selected span reads ``[zeros ..., span vector, embeddings of the span's decoder tokens]``
   (``full_decoder_context``; otherwise the span vector alone), left-padded with zero vectors to
   one length ``T`` for the batch, **and every position is attended** (the reference passes no
-  attention mask to ``generate``). ``T - 1`` is the largest count of decoder tokens with a word
-  id in ``[start + 1, end + 1]`` over the selected spans and, from the reference's padding slots
-  (span index -1, read as words ``[0, max_width - 1]``), over each row's tokens with a word id in
-  that range (word id 0: prompt, special and padding tokens). A span's generated label therefore
-  depends on the other rows of its batch, as in the reference.
+  attention mask to ``generate``). ``T - 1`` is the largest count of decoder tokens whose word
+  id lies in a selected span's range and, for the reference's padding slots (rows with fewer
+  selected spans than the batch's span axis), in the slot's range, counting each row's tokens
+  (word id 0: prompt, special and padding tokens). Span-level: a span's range is
+  ``[start + 1, end + 1]`` and a slot's ``[0, max_width - 1]``; token-level: see
+  ``token_decoder_model``. A span's generated label therefore depends on the other rows of its
+  batch, as in the reference.
 * generation stops a row at ``eos``; finished rows are padded with ``pad``.
 """
 
@@ -22,6 +26,9 @@ from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
+
+from .encoder import hf_config_from_dict
+from .layers import projection_mlp
 
 MAX_LABEL_TOKENS = 15  # the reference's default max_new_tokens for label generation
 
@@ -101,6 +108,53 @@ class LabelDecoder(nn.Module):
         return torch.stack(steps, dim=1)
 
 
+class LabelDecoding(nn.Module):
+    """What label-decoder models add to their network: ``attach_decoder`` builds ``decoder`` (and
+    ``_enc2dec_proj`` when the decoder's width differs from the encoder's), ``decoder_mode`` and
+    ``full_decoder_context`` from the configuration, under the reference's names."""
+
+    decoder: LabelDecoder
+    decoder_mode: Any
+    full_decoder_context: bool
+
+    def attach_decoder(self, config: Any) -> None:
+        """Build the decoder from ``config.extra["labels_decoder_config"]`` (random weights; a
+        checkpoint's are loaded afterwards)."""
+        stored = config.extra.get("labels_decoder_config")
+        if not isinstance(stored, dict):
+            raise ValueError(
+                "A label-decoder GLiNER needs labels_decoder_config (the decoder's transformers "
+                "config) in gliner_config.json; spacy-gliner loads saved label-decoder "
+                "checkpoints but does not create new ones."
+            )
+        hf_config = hf_config_from_dict(stored, "gpt2")
+        lm = causal_lm_from_config(hf_config, config._attn_implementation)
+        self.decoder = LabelDecoder(lm)
+        if config.hidden_size != self.decoder.hidden_size:
+            self._enc2dec_proj = projection_mlp(
+                config.hidden_size, config.dropout, self.decoder.hidden_size
+            )
+        self.decoder_mode = config.extra.get("decoder_mode")
+        self.full_decoder_context = bool(config.extra.get("full_decoder_context", True))
+
+    def to_decoder(self, vectors: Tensor) -> Tensor:
+        """Span vectors ``[..., D]`` in the decoder's width (``_enc2dec_proj`` when present)."""
+        if hasattr(self, "_enc2dec_proj"):
+            return cast(Tensor, self._enc2dec_proj(vectors))
+        return vectors
+
+    def decoder_context(
+        self, decoder_input_ids: Tensor | None, decoder_words_mask: Tensor | None
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """``(token embeddings [B, L, D], word ids [B, L])`` the spans read
+        (``full_decoder_context`` and both given), else ``(None, None)``."""
+        if not self.full_decoder_context or decoder_input_ids is None:
+            return None, None
+        if decoder_words_mask is None:
+            return None, None
+        return self.decoder.token_embeddings(decoder_input_ids), decoder_words_mask
+
+
 def span_decoder_inputs(
     span_vectors: Tensor,
     keep: Tensor,
@@ -113,16 +167,39 @@ def span_decoder_inputs(
     as the module docstring says. ``token_embeds`` ``[B, L, D]`` / ``token_words`` ``[B, L]``
     (1-based word ids, 0 elsewhere): the decoder tokens of each row; ``None``: span vector only."""
     rows, flat = torch.nonzero(keep, as_tuple=True)
-    vectors = span_vectors[rows, flat]  # [M, D]
-    if token_embeds is None or token_words is None:
-        return vectors.unsqueeze(1), rows, flat
     start = flat // max_width + 1
-    end = flat % max_width + start
+    word_range = (start, flat % max_width + start)
+    # The reference's padding slots (index -1) read words 0 .. max_width - 1.
+    zero = torch.zeros_like(keep[:, 0], dtype=torch.long)
+    slot_range = (zero, zero + max_width - 1)
+    inputs = decoder_prefixes(
+        span_vectors[rows, flat], rows, word_range, keep, slot_range, token_embeds, token_words
+    )
+    return inputs, rows, flat
+
+
+def decoder_prefixes(
+    vectors: Tensor,
+    rows: Tensor,
+    word_range: tuple[Tensor, Tensor],
+    keep: Tensor,
+    slot_range: tuple[Tensor, Tensor],
+    token_embeds: Tensor | None = None,
+    token_words: Tensor | None = None,
+) -> Tensor:
+    """Decoder prefixes ``[M, T, D]`` of the selected spans (the module docstring's layout):
+    ``vectors`` ``[M, D]`` of batch rows ``rows`` ``[M]``, each reading the decoder tokens whose
+    word id lies in ``word_range`` (inclusive ``[M]`` bounds, compared with the ids as given).
+    ``keep`` ``[B, N]``: the selection; a row with fewer than ``N`` selected spans has padding
+    slots, which read ``slot_range`` (``[B]`` bounds) and count towards ``T``. ``token_embeds`` /
+    ``token_words`` ``None``: span vectors alone (``T == 1``)."""
+    if token_embeds is None or token_words is None:
+        return vectors.unsqueeze(1)
+    lo, hi = word_range
     words = token_words[rows]  # [M, L]
-    in_span = (words >= start[:, None]) & (words <= end[:, None])
+    in_span = (words >= lo[:, None]) & (words <= hi[:, None])
     counts = in_span.sum(-1)
-    # The reference's padding slots (index -1: words 0 .. max_width - 1) count too.
-    slot = (token_words >= 0) & (token_words <= max_width - 1)
+    slot = (token_words >= slot_range[0][:, None]) & (token_words <= slot_range[1][:, None])
     has_slot = keep.sum(-1) < keep.size(1)
     longest = torch.cat([counts, slot.sum(-1)[has_slot]]).max() if counts.numel() else 0
     length = int(longest) + 1
@@ -132,4 +209,4 @@ def span_decoder_inputs(
     m, t = torch.nonzero(in_span, as_tuple=True)
     out[m, pos[m, t]] = token_embeds[rows[m], t].to(out.dtype)
     out[torch.arange(rows.numel(), device=out.device), offset - 1] = vectors
-    return out, rows, flat
+    return out

@@ -37,6 +37,8 @@ class _MLP(nn.Module):
     (``W[:, :D] x_i + W[:, D:] x_j + b``), the same map without the ``[B, E, E, 2D]``
     concatenation of every pair."""
 
+    READS_WEIGHTS = ("mlp.0",)  # int8 keeps these float32 (model/int8.py)
+
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(2 * dim, dim), nn.ReLU(), nn.Linear(dim, 1))

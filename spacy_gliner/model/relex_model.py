@@ -48,6 +48,7 @@ class RelationStep:
     """The relation layers of a relex model, created on it with the reference's names
     (``relations_rep_layer``, ``pair_rep_layer``), and the step that uses them."""
 
+    READS_WEIGHTS = ("pair_rep_layer",)  # int8 keeps it float32 (model/int8.py)
     relations_rep_layer: nn.Module
     pair_rep_layer: nn.Module
     config: GLiNERConfig
@@ -88,23 +89,24 @@ class RelationStep:
         type. ``pair_rep_layer`` is Linear(2D, 4D), ReLU, Dropout, Linear(4D, D); its first layer
         is applied per entity and half (``W[:, :2D]`` is ``[W_head, W_tail]``) and its last one
         folded into the relation vectors (``(W h + b) . r = h . (W^T r) + b . r``): the same map
-        without a ``[B, N, 2D]`` concatenation or a per-pair ``4D x D`` product."""
+        without a ``[B, N, 2D]`` concatenation or a per-pair ``4D x D`` product. Only each row's
+        real pairs (packed at the front, ``pair_idx >= 0``) are computed: a batch is padded to its
+        row with the most pairs, which can be thousands; padding slots hold 0."""
         layers = cast(nn.Sequential, self.pair_rep_layer)
         first, dropout, last = cast(nn.Linear, layers[0]), layers[2], cast(nn.Linear, layers[3])
         dim = entities.size(-1)
         head_part = F.linear(entities, first.weight[:, :dim], first.bias)  # [B, E, 4D]
         tail_part = F.linear(entities, first.weight[:, dim:])  # [B, E, 4D]
-        rows = torch.arange(entities.size(0), device=entities.device).unsqueeze(1)
-        if entities.size(1) == 0:
-            head_part = head_part.new_zeros(entities.size(0), 1, head_part.size(2))
-            tail_part = head_part
-        hidden = torch.relu(
-            head_part[rows, pair_idx[..., 0].clamp_min(0)]
-            + tail_part[rows, pair_idx[..., 1].clamp_min(0)]
-        )  # [B, N, 4D]
         folded = torch.einsum("dk,brd->brk", last.weight, relations)  # [B, R, 4D]
         offset = torch.einsum("d,brd->br", last.bias, relations)  # [B, R]
-        return torch.einsum("bnk,brk->bnr", dropout(hidden), folded) + offset.unsqueeze(1)
+        logits = relations.new_zeros(pair_idx.size(0), pair_idx.size(1), relations.size(1))
+        counts = (pair_idx[..., 0] >= 0).sum(dim=1).tolist()
+        for row, count in enumerate(counts):
+            if count:
+                heads, tails = pair_idx[row, :count, 0], pair_idx[row, :count, 1]
+                hidden = torch.relu(head_part[row, heads] + tail_part[row, tails])  # [n, 4D]
+                logits[row, :count] = dropout(hidden) @ folded[row].T + offset[row]
+        return logits
 
 
 class SpanRelexModel(GLiNERModel, RelationStep):

@@ -14,15 +14,13 @@ since the reference's own inference fails on it.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Union
+from typing import NamedTuple, Union
 
 import torch
 from torch import Tensor, nn
 
 from .config import GLiNERConfig
-from .encoder import hf_config_from_dict
-from .label_decoder import LabelDecoder, causal_lm_from_config, span_decoder_inputs
-from .layers import projection_mlp
+from .label_decoder import LabelDecoding, span_decoder_inputs
 from .span_model import GLiNERModel
 from .words import enumerate_spans
 
@@ -40,32 +38,14 @@ class DecoderOutput(NamedTuple):
     token_ids: Tensor  # [M, n] generated ids, ``pad`` after a row's ``eos``
 
 
-def decoder_settings(data: dict[str, Any]) -> tuple[Any, bool]:
-    """``(decoder_mode, full_decoder_context)`` of a ``gliner_config.json`` dict."""
-    return data.get("decoder_mode"), bool(data.get("full_decoder_context", True))
-
-
-class SpanDecoderModel(GLiNERModel):
+class SpanDecoderModel(GLiNERModel, LabelDecoding):
     """Span-level GLiNER with a label decoder; attribute names follow the reference."""
 
     def __init__(
         self, config: GLiNERConfig, text_model: nn.Module, labels_model: nn.Module | None = None
     ) -> None:
         super().__init__(config, text_model, labels_model)
-        stored = config.extra.get("labels_decoder_config")
-        if not isinstance(stored, dict):
-            raise ValueError(
-                "A label-decoder GLiNER needs labels_decoder_config (the decoder's transformers "
-                "config) in gliner_config.json; spacy-gliner loads saved label-decoder "
-                "checkpoints but does not create new ones."
-            )
-        lm = causal_lm_from_config(hf_config_from_dict(stored, "gpt2"), config._attn_implementation)
-        self.decoder = LabelDecoder(lm)
-        if config.hidden_size != self.decoder.hidden_size:
-            self._enc2dec_proj = projection_mlp(
-                config.hidden_size, config.dropout, self.decoder.hidden_size
-            )
-        self.decoder_mode, self.full_decoder_context = decoder_settings(config.extra)
+        self.attach_decoder(config)
 
     def generate(
         self,
@@ -96,22 +76,18 @@ class SpanDecoderModel(GLiNERModel):
         spans = self.span_rep_layer(words, span_idx)  # [B, W, K, D]
         logits = torch.einsum("bwkd,bcd->bwkc", spans, labels)
         batch = logits.size(0)
-        keep = (torch.sigmoid(logits) > _limit(threshold, logits)).any(-1).view(batch, -1)
+        keep = (torch.sigmoid(logits) > threshold_limit(threshold, logits)).any(-1).view(batch, -1)
         keep &= _real_spans(lengths, words.size(1), k) & (self.decoder_mode == SPAN_MODE)
-        vectors = spans.view(batch, -1, spans.size(-1))
-        if hasattr(self, "_enc2dec_proj"):
-            vectors = self._enc2dec_proj(vectors)
-        embeds = None
-        if self.full_decoder_context and decoder_input_ids is not None:
-            embeds = self.decoder.token_embeddings(decoder_input_ids)
-        inputs, rows, flat = span_decoder_inputs(
-            vectors, keep, k, embeds, decoder_words_mask if embeds is not None else None
-        )
+        vectors = self.to_decoder(spans.view(batch, -1, spans.size(-1)))
+        embeds, token_words = self.decoder_context(decoder_input_ids, decoder_words_mask)
+        inputs, rows, flat = span_decoder_inputs(vectors, keep, k, embeds, token_words)
         ids = self.decoder.greedy(inputs, eos_token_id, pad_token_id, max_new_tokens)
         return DecoderOutput(logits, rows, flat // k, flat % k, ids)
 
 
-def _limit(threshold: Threshold, logits: Tensor) -> Tensor | float:
+def threshold_limit(threshold: Threshold, logits: Tensor) -> Tensor | float:
+    """``threshold`` to compare with probabilities of ``logits`` ``[..., C]`` (a tensor: its
+    first ``C`` values, on the logits' device)."""
     if isinstance(threshold, Tensor):
         return threshold.to(logits.device)[: logits.size(-1)]
     return float(threshold)

@@ -64,6 +64,37 @@ class GLiNERModel(WordsAndPrompts):
         spans = self.span_rep_layer(words, span_idx)  # [B, W, K, D]
         return torch.einsum("bwkd,bcd->bwkc", spans, labels)
 
+    def head(
+        self,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+        prompts: torch.Tensor,
+        workspace: Workspace | None = None,
+    ) -> torch.Tensor:
+        """The family's head on :meth:`encode`'s output: logits [B, W, K, C] (``forward``'s)."""
+        return self.score_spans(words, word_mask, prompts, workspace)
+
+    def entity_vectors(
+        self,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+        prompts: torch.Tensor,
+        row: int,
+        spans: torch.Tensor,
+        columns: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The vectors the scorer multiplies for ``N`` spans of batch row ``row``: span vectors
+        ``[N, D]`` (``span_rep_layer`` of ``spans`` ``[N, 2]``, first and last word in the row)
+        and label vectors ``[N, D]`` (``prompt_rep_layer`` of prompt ``columns`` ``[N]``); a
+        span's logit for that label is their dot product. These are the reference's
+        ``span_embeddings`` and ``prompts_embedding`` (``return_vectors``); the row's span vectors
+        are computed over the batch's padded width, as its logits are."""
+        lengths = word_mask[row : row + 1].sum(-1)
+        span_idx = enumerate_spans(lengths, words.size(1), self.config.max_width)
+        grid = self.span_rep_layer(words[row : row + 1], span_idx)[0]  # [W, K, D]
+        vectors = grid[spans[:, 0], spans[:, 1] - spans[:, 0]]
+        return vectors, self.prompt_rep_layer(prompts[row])[columns]
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -79,4 +110,4 @@ class GLiNERModel(WordsAndPrompts):
         words, word_mask, prompts, prompts_mask = self.encode(
             input_ids, attention_mask, words_mask, text_lengths, labels_embeddings, labels_mask
         )
-        return self.score_spans(words, word_mask, prompts, workspace), word_mask, prompts_mask
+        return self.head(words, word_mask, prompts, workspace), word_mask, prompts_mask

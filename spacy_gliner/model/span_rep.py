@@ -46,19 +46,24 @@ class _Marker(nn.Module):
         """Per-text context vector [B, 1, D] appended to every span, or None."""
         return None
 
-    def forward(self, words: Tensor, span_idx: Tensor) -> Tensor:
+    def span_vectors(self, words: Tensor, span_idx: Tensor) -> Tensor:
+        """Vectors ``[B, S, D]`` of any spans ``span_idx`` ``[B, S, 2]`` (first, last word)."""
         start = _gather(self.project_start(words), span_idx[..., 0])  # [B, S, D]
         end = _gather(self.project_end(words), span_idx[..., 1])  # [B, S, D]
         parts = [start, end]
         ctx = self.context(words)  # [B, 1, D] | None
         if ctx is not None:
             parts.append(ctx.expand_as(start))
-        spans = self.out_project(torch.cat(parts, dim=-1).relu())  # [B, S, D]
-        return _to_grid(spans, self.max_width)  # [B, W, K, D]
+        return self.out_project(torch.cat(parts, dim=-1).relu())  # [B, S, D]
+
+    def forward(self, words: Tensor, span_idx: Tensor) -> Tensor:
+        return _to_grid(self.span_vectors(words, span_idx), self.max_width)  # [B, W, K, D]
 
 
 class MarkerV0(_Marker):
     """``markerV0`` (default): MLP4 start/end projections, MLP4(2D -> D) output."""
+
+    READS_WEIGHTS = ("out_project",)  # int8 keeps these float32 (model/int8.py)
 
     def __init__(self, hidden_size: int, max_width: int, dropout: float) -> None:
         super().__init__()
@@ -80,6 +85,30 @@ class MarkerV0(_Marker):
         )  # [B, W, 4D]
         end = F.linear(self.project_end(words).relu(), first.weight[:, D:])  # [B, W, 4D]
         return start, end
+
+
+class TokenMarker(MarkerV0):
+    """The reference's ``TokenMarker`` (``span_mode == "token_level"`` with ``represent_spans``):
+    markerV0's layers over a list of spans of any width, ``[B, S, 2]`` -> ``[B, S, D]``."""
+
+    def __init__(self, hidden_size: int, dropout: float) -> None:
+        super().__init__(hidden_size, 0, dropout)
+
+    def forward(self, words: Tensor, span_idx: Tensor) -> Tensor:
+        return self.span_vectors(words, span_idx)
+
+
+class TokenSpanRepLayer(nn.Module):
+    """Holds a :class:`TokenMarker` under the reference's name (``span_rep_layer.span_rep_layer``;
+    its context encoder, ``span_encoder_config`` null, has no weights)."""
+
+    def __init__(self, hidden_size: int, dropout: float) -> None:
+        super().__init__()
+        self.span_rep_layer = TokenMarker(hidden_size, dropout)
+
+    def forward(self, words: Tensor, span_idx: Tensor) -> Tensor:
+        """words [B, W, D], span_idx [B, S, 2] -> span vectors [B, S, D]."""
+        return self.span_rep_layer(words, span_idx)
 
 
 def _mlp2(hidden_size: int, dropout: float) -> nn.Sequential:

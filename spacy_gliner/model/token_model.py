@@ -25,6 +25,8 @@ class TokenScorer(nn.Module):
     which is the same map without materialising the ``[B, W, C, 3D]`` concatenation.
     """
 
+    READS_WEIGHTS = ("out_mlp.0",)  # int8 keeps these float32 (model/int8.py)
+
     def __init__(self, hidden_size: int, dropout: float) -> None:
         super().__init__()
         self.proj_token = nn.Linear(hidden_size, hidden_size * 2)
@@ -47,8 +49,10 @@ class TokenScorer(nn.Module):
         label_part = F.linear(l0, weight[:, dim : 2 * dim])  # [B, C, 4D]
         product = t1.unsqueeze(2) * l1.unsqueeze(1)  # [B, W, C, D]
         hidden = F.linear(product, weight[:, 2 * dim :])  # [B, W, C, 4D]
-        hidden = hidden + word_part.unsqueeze(2) + label_part.unsqueeze(1)
-        return self.out_mlp[1:](hidden)
+        hidden += word_part.unsqueeze(2)  # in place: the largest tensor of the head
+        hidden += label_part.unsqueeze(1)
+        hidden = torch.relu_(self.out_mlp[1](hidden))  # Dropout, ReLU
+        return self.out_mlp[3](hidden)
 
 
 class TokenModel(WordsAndPrompts):
@@ -67,6 +71,34 @@ class TokenModel(WordsAndPrompts):
         self.add_fuser(text_model)
         use_fast_dropout(self)  # CPU training: dropout masks from random bits (see dropout.py)
 
+    def head(
+        self,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+        prompts: torch.Tensor,
+        workspace: Workspace | None = None,
+    ) -> torch.Tensor:
+        """The family's head on :meth:`encode`'s output: logits [B, W, C, 3] (``forward``'s)."""
+        return self.scorer(words, prompts)
+
+    def entity_vectors(
+        self,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+        prompts: torch.Tensor,
+        row: int,
+        spans: torch.Tensor,
+        columns: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Vectors of ``N`` spans of batch row ``row`` (``spans`` ``[N, 2]``: first and last word
+        in the row, inclusive), as the reference's ``return_vectors`` defines them for token
+        models: the mean of the span's word vectors ``[N, D]`` (the vectors the scorer reads),
+        and the label vectors ``[N, D]`` the scorer reads for prompt ``columns`` ``[N]``."""
+        positions = torch.arange(words.size(1), device=words.device)
+        inside = (positions >= spans[:, :1]) & (positions <= spans[:, 1:])  # [N, W]
+        weights = inside.to(words.dtype) / inside.sum(-1, keepdim=True).to(words.dtype)
+        return weights @ words[row], prompts[row][columns]
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -83,4 +115,4 @@ class TokenModel(WordsAndPrompts):
         words, word_mask, prompts, prompts_mask = self.encode(
             input_ids, attention_mask, words_mask, text_lengths, labels_embeddings, labels_mask
         )
-        return self.scorer(words, prompts), word_mask, prompts_mask
+        return self.head(words, word_mask, prompts, workspace), word_mask, prompts_mask

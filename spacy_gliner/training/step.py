@@ -14,6 +14,7 @@ from typing import Any, NamedTuple, Optional
 
 import torch
 
+from ..engine.token_spans import SPAN_LISTS
 from ..engine.windows import plan_windows
 from ..io.tokenizers import max_sequence_tokens
 from ..model.families import family_of
@@ -179,8 +180,16 @@ class Rehearsal:
 
 
 def is_token_level(gliner: Any) -> bool:
-    """Whether ``gliner``'s family outputs token-level logits ``[B, W, C, 3]``."""
-    return family_of(gliner.config.to_dict()).output == "token"
+    """Whether ``gliner``'s family outputs token-level logits ``[B, W, C, 3]``; raises for the
+    token-level families with span representations, which training does not cover."""
+    output = family_of(gliner.config.to_dict()).output
+    if output == SPAN_LISTS:
+        raise ValueError(
+            "gliner: training token-level models with represent_spans is not implemented (the "
+            "reference adds a loss on the span logits of gold spans to the token loss); they "
+            "predict only. Train a token-level checkpoint without represent_spans instead."
+        )
+    return output == "token"
 
 
 def _valid_cells(logits: torch.Tensor, lengths: Sequence[int], token: bool) -> torch.Tensor:
