@@ -1212,7 +1212,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
 
 def run_family_rows(args: argparse.Namespace, run: dict[str, Any]) -> dict[str, Any]:
     """The token-level and relex rows (``family_rows.py``) on ``--n-short`` CoNLL dev texts,
-    each family's threshold calibrated on its own checkpoint as ``calibrate`` does."""
+    each family's threshold calibrated on its own checkpoint as ``calibrate`` does (their heads
+    are untrained: ``--threshold`` is for the main checkpoint only)."""
     from family_rows import build_family_checkpoint, calibrate_relex, family_row, print_family_rows
 
     labels = list(prompt_labels(args.data, "conll2003").values())
@@ -1232,7 +1233,7 @@ def run_family_rows(args: argparse.Namespace, run: dict[str, Any]) -> dict[str, 
     for family in args.families:
         ckpt = build_family_checkpoint(args.cache_dir, family, args.encoder, REFERENCE_MAX_LEN)
         calibrate_family = calibrate_relex if family == "relex" else calibrate
-        threshold = args.threshold or calibrate_family(ckpt, sample, labels, gold)
+        threshold = calibrate_family(ckpt, sample, labels, gold)
         print(f"{family}: {ckpt} (threshold {threshold:.6f})", flush=True)
         rows[family] = family_row(family, ckpt, texts, labels, threshold, helpers, words, args.repeats)
         rows[family]["checkpoint"], rows[family]["threshold"] = str(ckpt), threshold
