@@ -119,18 +119,34 @@ def _threshold(ours: GLiNER, texts: list[str], quantile: float = 0.9) -> float:
     return float((values[i] + values[i + 1]) / 2)
 
 
-def _assert_same_results(torch_results, onnx_results, decode: bool = True) -> None:
-    """Same candidates, scores within TOL, and (``decode``) the same decoded spans."""
+def _assert_same_results(
+    torch_results, onnx_results, decode: bool = True, threshold: float | None = None
+) -> None:
+    """Same candidates (a cell only one side has must score within TOL of ``threshold``: float
+    noise may move it across), scores within TOL, and (``decode``) the same decoded spans for
+    every text whose candidate scores are more than 2 * TOL apart (a closer pair is a tie that
+    float noise may break either way). Returns how many texts' decodings were compared."""
     assert len(torch_results) == len(onnx_results)
+    compared = 0
     for a, b in zip(torch_results, onnx_results):
         assert (a.num_windows, a.num_label_groups) == (b.num_windows, b.num_label_groups)
-        np.testing.assert_array_equal(a.starts, b.starts)
-        np.testing.assert_array_equal(a.ends, b.ends)
-        np.testing.assert_array_equal(a.labels, b.labels)
-        np.testing.assert_allclose(a.scores, b.scores, atol=TOL, rtol=0)
-        for flat in (True, False):
-            if decode:
+        cells_a = dict(zip(zip(a.starts, a.ends, a.labels), a.scores))
+        cells_b = dict(zip(zip(b.starts, b.ends, b.labels), b.scores))
+        for key in set(cells_a) ^ set(cells_b):
+            assert threshold is not None, f"candidate {key} found by one runtime only"
+            assert abs(cells_a.get(key, cells_b.get(key)) - threshold) <= TOL, key
+        shared = sorted(set(cells_a) & set(cells_b))
+        assert len(shared) >= 0.95 * len(cells_a)
+        np.testing.assert_allclose(
+            [cells_a[k] for k in shared], [cells_b[k] for k in shared], atol=TOL, rtol=0
+        )
+        scores = np.sort(a.scores)
+        ties = len(scores) > 1 and np.diff(scores).min() <= 2 * TOL
+        if decode and len(cells_a) == len(cells_b) == len(shared) and not ties:
+            for flat in (True, False):
                 assert [d[:3] for d in a.decode(flat)] == [d[:3] for d in b.decode(flat)]
+            compared += 1
+    return compared
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -152,7 +168,8 @@ def test_onnx_matches_torch(exported, name):
         got = onnx.engine(options)(words, labels, thresholds=threshold)
         assert want[-1].num_windows > 1
         assert sum(len(r) for r in want) > 0
-        _assert_same_results(want, got, decode)
+        compared = _assert_same_results(want, got, decode, threshold)
+        assert compared > 0 or not decode  # decodings were compared on some texts
 
 
 def test_entities_api_matches_torch(exported):
