@@ -325,3 +325,30 @@ def test_cli_export_onnx(default_checkpoint, tmp_path, capsys):
     assert OnnxGLiNER.from_pretrained(out, int8=True).predict_entities("Obama", LABELS) == []
     assert main(["export", str(default_checkpoint), str(tmp_path / "x"), "--int8"]) == 2
     assert "use it with --onnx" in capsys.readouterr().err
+
+
+def test_int8_export_leaves_logging_alone(default_checkpoint, tmp_path):
+    """Importing onnxruntime's quantizer calls ``logging.basicConfig(level=INFO)``; an export in a
+    fresh process keeps the root logger as it was (no handler, WARNING), and prints nothing
+    through it (not the quantizer's advice to pre-process, which cannot run on these graphs)."""
+    script = textwrap.dedent(
+        """
+        import logging, sys
+        from spacy_gliner.cli.main import main
+        code = main(["export", sys.argv[1], sys.argv[2], "--onnx", "--int8"])
+        root = logging.getLogger()
+        print("ROOT", code, len(root.handlers), logging.getLevelName(root.level))
+        """
+    )
+    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(default_checkpoint), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(path)},
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "ROOT 0 0 WARNING"
+    assert ":root:" not in proc.stderr and "[INFO]" not in proc.stderr, proc.stderr[-3000:]

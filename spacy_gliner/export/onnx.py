@@ -17,6 +17,7 @@ encoder), relation extraction and label decoders raise :class:`UnsupportedExport
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import tempfile
 import warnings
@@ -151,15 +152,41 @@ def export_onnx(
 def quantize_int8(model_path: Path, out_path: Path) -> Path:
     """Dynamic int8 weights (signed, per tensor) for the MatMul / Gemm nodes of ``model_path``;
     everything else (embeddings, LSTM, LayerNorm, attention softmax) stays float32."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    with _root_logger_kept():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(
-        str(model_path),
-        str(out_path),
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=["MatMul", "Gemm"],
-    )
+        quantize_dynamic(
+            str(model_path),
+            str(out_path),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul", "Gemm"],
+        )
     return out_path
+
+
+def _drop_pre_process_advice(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Please consider to run pre-processing")
+
+
+@contextlib.contextmanager
+def _root_logger_kept() -> Iterator[None]:
+    """Undo what ``onnxruntime.quantization`` does to the root logger: one of its modules calls
+    ``logging.basicConfig(level=INFO)`` at import, and ``quantize_dynamic`` logs through the
+    module-level ``logging.warning`` (which calls ``basicConfig`` when the root logger has no
+    handler). Left alone, every INFO record of the process would print from then on. The
+    handlers and level the root logger had before are restored; nothing else is touched.
+    Meanwhile one record is dropped: its advice to run ``quant_pre_process`` first, which cannot
+    run on these graphs (its symbolic shape inference stops on the span layer)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    root.addFilter(_drop_pre_process_advice)
+    try:
+        yield
+    finally:
+        root.removeFilter(_drop_pre_process_advice)
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+        root.setLevel(level)
 
 
 @contextlib.contextmanager
