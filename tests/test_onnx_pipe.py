@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -233,6 +234,46 @@ def test_runs_without_torch(exported, tmp_path):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["modules"] == []
     assert out["built"] == out["loaded"] == want
+
+
+SPAWN = """
+import json, multiprocessing, sys
+import spacy
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method("spawn", force=True)
+    directory, texts, labels, threshold = json.loads(sys.argv[1])
+    nlp = spacy.blank("en")
+    config = {"runtime": "onnxruntime", "model": directory, "labels": labels, "threshold": threshold}
+    nlp.add_pipe("gliner", config=config)
+    ents = lambda docs: [[[e.start, e.end, e.label_] for e in d.ents] for d in docs]
+    one = ents(nlp.pipe(texts, batch_size=2))  # the parent has loaded the export
+    two = ents(nlp.pipe(texts, batch_size=2, n_process=2))
+    print(json.dumps({"one": one, "two": two}))
+"""
+
+
+def test_threads_and_processes(exported, tmp_path):
+    """First use from several threads at once gives the sequential Docs; ``nlp.pipe(n_process=2)``
+    under spawn (the pipe is pickled without its session and loads the export in the child)
+    gives the one-process Docs."""
+    _, directory, threshold = exported("markerV0")
+    config = {"labels": LABELS, "threshold": threshold, "flat_ner": False}
+    want = [_spans(d) for d in _nlp(directory, "onnxruntime", **config).pipe(DOCS)]
+    nlp = _nlp(directory, "onnxruntime", **config)
+    with ThreadPoolExecutor(4) as pool:
+        assert [_spans(d) for d in pool.map(nlp, DOCS * 2)] == want * 2
+    script = tmp_path / "spawn.py"
+    script.write_text(SPAWN)
+    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "TOKENIZERS_PARALLELISM": "false"}
+    args = json.dumps([str(directory), DOCS, LABELS, threshold])
+    proc = subprocess.run(
+        [sys.executable, str(script), args], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["two"] == out["one"] and any(out["one"])
 
 
 def test_int8(exported, tmp_path):

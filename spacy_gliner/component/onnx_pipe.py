@@ -164,6 +164,12 @@ class OnnxGLiNERPipe(InferencePipe):
             f"is inference only: it has no update. {HOW_TO_TRAIN}"
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled without the loaded export (an ONNX Runtime session cannot be pickled): a copy
+        loads ``source`` on first use (``nlp.pipe(n_process=2)`` under spawn)."""
+        state = {**self.__dict__, "_onnx": None, "_engine": None}
+        return (_unpickle, (type(self), self.name, state))
+
     # ---------------------------------------------------------------- serialization
     def _use_source(self, directory: Path) -> None:
         """Run the export in ``directory`` from now on (loaded now)."""
@@ -229,3 +235,10 @@ class OnnxGLiNERPipe(InferencePipe):
                 (directory / name).write_bytes(content)
             self._use_source(directory)
         return self
+
+
+def _unpickle(cls: type[OnnxGLiNERPipe], name: str, state: dict[str, Any]) -> OnnxGLiNERPipe:
+    pipe = cls.__new__(cls)
+    pipe.name = name
+    pipe.__dict__.update(state)
+    return pipe
