@@ -236,13 +236,13 @@ def test_runs_without_torch(exported, tmp_path):
     assert out["built"] == out["loaded"] == want
 
 
-SPAWN = """
+PROCESSES = """
 import json, multiprocessing, sys
 import spacy
 
 if __name__ == "__main__":
-    multiprocessing.set_start_method("spawn", force=True)
-    directory, texts, labels, threshold = json.loads(sys.argv[1])
+    method, directory, texts, labels, threshold = json.loads(sys.argv[1])
+    multiprocessing.set_start_method(method, force=True)
     nlp = spacy.blank("en")
     config = {"runtime": "onnxruntime", "model": directory, "labels": labels, "threshold": threshold}
     nlp.add_pipe("gliner", config=config)
@@ -253,21 +253,27 @@ if __name__ == "__main__":
 """
 
 
-def test_threads_and_processes(exported, tmp_path):
-    """First use from several threads at once gives the sequential Docs; ``nlp.pipe(n_process=2)``
-    under spawn (the pipe is pickled without its session and loads the export in the child)
-    gives the one-process Docs."""
+def test_threads(exported):
+    """First use from several threads at once gives the sequential Docs."""
     _, directory, threshold = exported("markerV0")
     config = {"labels": LABELS, "threshold": threshold, "flat_ner": False}
     want = [_spans(d) for d in _nlp(directory, "onnxruntime", **config).pipe(DOCS)]
     nlp = _nlp(directory, "onnxruntime", **config)
     with ThreadPoolExecutor(4) as pool:
         assert [_spans(d) for d in pool.map(nlp, DOCS * 2)] == want * 2
-    script = tmp_path / "spawn.py"
-    script.write_text(SPAWN)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_n_process_2(exported, tmp_path, method):
+    """``nlp.pipe(n_process=2)`` after the parent has loaded the export gives the one-process
+    Docs (under spawn the pipe is pickled without its session and loads the export in the
+    child)."""
+    _, directory, threshold = exported("markerV0")
+    script = tmp_path / "processes.py"
+    script.write_text(PROCESSES)
     path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "TOKENIZERS_PARALLELISM": "false"}
-    args = json.dumps([str(directory), DOCS, LABELS, threshold])
+    args = json.dumps([method, str(directory), DOCS, LABELS, threshold])
     proc = subprocess.run(
         [sys.executable, str(script), args], capture_output=True, text=True, env=env, timeout=300
     )
