@@ -1,7 +1,8 @@
 """Component settings: the one source of their defaults, and their validation.
 
 ``INFERENCE_DEFAULTS`` and ``TrainingSettings`` hold every default; the factory's
-``DEFAULT_CONFIG`` and ``GLiNERPipe`` take theirs from here.
+``DEFAULT_CONFIG`` and both pipes (``GLiNERPipe``, ``OnnxGLiNERPipe``) take theirs from here, and
+``validate`` checks the settings of either runtime. Importing this module imports no torch.
 """
 
 from __future__ import annotations
