@@ -190,8 +190,15 @@ def test_files_and_functions_stay_small():
 
 # The ONNX Runtime path: these modules and every spacy_gliner module they import at module level
 # import neither torch nor transformers at module level (functions the path never calls may
-# import them lazily; tests/test_onnx.py runs the path in a process where importing them fails).
-TORCH_FREE = ("spacy_gliner.onnx_gliner",)
+# import them lazily; tests/test_onnx.py and tests/test_onnx_pipe.py run the path in a process
+# where importing them fails). The component's: the factory (spaCy's entry point), the ONNX pipe,
+# and the registered functions spaCy resolves from its default config (scorer, loss, model block).
+TORCH_FREE = (
+    "spacy_gliner.onnx_gliner",
+    "spacy_gliner.component.factory",
+    "spacy_gliner.component.onnx_pipe",
+    "spacy_gliner.component.registry",
+)
 
 
 def _module_level_imports(name: str, path: Path) -> list[str]:

@@ -22,8 +22,10 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
+from onnx_helpers import LABELS, LONG, TEXTS, TOL, assert_same_results, gap_threshold, words_of
+
 from spacy_gliner import GLiNER, GLiNERConfig, OnnxGLiNER
-from spacy_gliner.engine import Engine, EngineOptions, LabelSet
+from spacy_gliner.engine import EngineOptions, LabelSet
 from spacy_gliner.export.onnx import UnsupportedExport, export_onnx
 from spacy_gliner.io import CheckpointError
 from spacy_gliner.io.fast_tokenizer import JsonTokenizer, tokenizer_settings
@@ -31,36 +33,6 @@ from spacy_gliner.io.onnx_files import read_export
 from spacy_gliner.io.tokenizers import PromptTokenizer, Row
 
 ROOT = Path(__file__).resolve().parent.parent
-TOL = 1e-4
-LABELS = ["person", "location", "organization", "date"]
-TEXTS = [
-    "Barack Obama was born in Hawaii and visited Paris , London and New York in 2009 .",
-    "x",
-    "Dr. Smith's e-mail: j_doe@x.com (call 555-0199) ; Google , Apple and Microsoft won .",
-    "John-Paul Smith_Jones met Mary-Ann at the University in Paris, France.",
-]
-# About 700 words of distinct sentences (repeated text would give exact score ties, which float
-# noise may order either way in decoding).
-LONG = " ".join(
-    f"In {1900 + i} , {name} of {org} met {other} in {city} on day {i} ."
-    for i, (name, org, other, city) in enumerate(
-        zip(
-            ["Barack Obama", "Mary Smith", "John", "Angela Merkel", "Dr. Jones"] * 12,
-            [
-                "Google",
-                "the United Nations",
-                "Apple",
-                "Acme Corp",
-                "the University of Paris",
-                "Microsoft",
-            ]
-            * 10,
-            ["the queen", "a doctor", "the king", "Paul", "the president", "an author", "Michelle"]
-            * 9,
-            ["Paris", "London", "New York", "Berlin", "Hawaii", "Tokyo", "Rome", "Madrid"] * 8,
-        )
-    )
-)
 # name -> (encoder, reference config): several span modes, no LSTM, fusion, pooling, DeBERTa
 # (WordPiece and SentencePiece tokenizers), token-level.
 CONFIGS = {
@@ -101,54 +73,6 @@ def exported(reference_checkpoint, bert_dir, tmp_path_factory):
     return build
 
 
-def _words(text: str) -> list[str]:
-    from spacy_gliner.engine.entities import split_words
-
-    return [w for w, _, _ in split_words(text)]
-
-
-def _threshold(ours: GLiNER, texts: list[str], quantile: float = 0.9) -> float:
-    """A threshold near ``quantile`` of the torch probabilities of ``texts``, in a gap wider than
-    4 * TOL between them, so float noise cannot move a cell (or a token model's start / end /
-    inside score) across it."""
-    words = [_words(t) for t in texts]
-    probs = Engine(ours).span_probabilities(words, [LABELS] * len(texts))
-    values = np.unique(np.concatenate([p.ravel() for p in probs]))
-    wide = np.flatnonzero(np.diff(values) > 4 * TOL)
-    i = wide[np.argmin(np.abs(wide - quantile * (len(values) - 1)))]
-    return float((values[i] + values[i + 1]) / 2)
-
-
-def _assert_same_results(
-    torch_results, onnx_results, decode: bool = True, threshold: float | None = None
-) -> None:
-    """Same candidates (a cell only one side has must score within TOL of ``threshold``: float
-    noise may move it across), scores within TOL, and (``decode``) the same decoded spans for
-    every text whose candidate scores are more than 2 * TOL apart (a closer pair is a tie that
-    float noise may break either way). Returns how many texts' decodings were compared."""
-    assert len(torch_results) == len(onnx_results)
-    compared = 0
-    for a, b in zip(torch_results, onnx_results):
-        assert (a.num_windows, a.num_label_groups) == (b.num_windows, b.num_label_groups)
-        cells_a = dict(zip(zip(a.starts, a.ends, a.labels), a.scores))
-        cells_b = dict(zip(zip(b.starts, b.ends, b.labels), b.scores))
-        for key in set(cells_a) ^ set(cells_b):
-            assert threshold is not None, f"candidate {key} found by one runtime only"
-            assert abs(cells_a.get(key, cells_b.get(key)) - threshold) <= TOL, key
-        shared = sorted(set(cells_a) & set(cells_b))
-        assert len(shared) >= 0.95 * len(cells_a)
-        np.testing.assert_allclose(
-            [cells_a[k] for k in shared], [cells_b[k] for k in shared], atol=TOL, rtol=0
-        )
-        scores = np.sort(a.scores)
-        ties = len(scores) > 1 and np.diff(scores).min() <= 2 * TOL
-        if decode and len(cells_a) == len(cells_b) == len(shared) and not ties:
-            for flat in (True, False):
-                assert [d[:3] for d in a.decode(flat)] == [d[:3] for d in b.decode(flat)]
-            compared += 1
-    return compared
-
-
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_onnx_matches_torch(exported, name):
     """Same candidates and decoded spans as torch fp32 (scores within 1e-4): short texts in one
@@ -157,10 +81,10 @@ def test_onnx_matches_torch(exported, name):
     almost identically, a tie float noise may break either way in decoding)."""
     ours, directory = exported(name)
     onnx = OnnxGLiNER.from_pretrained(directory, threads=1)
-    words = [_words(t) for t in [*TEXTS, LONG]]
+    words = [words_of(t) for t in [*TEXTS, LONG]]
     # Token models need start, end and every inside score above it: a lower quantile.
     quantile = 0.5 if name == "token_level" else 0.9
-    threshold = _threshold(ours, [*TEXTS, " ".join(LONG.split()[:80])], quantile)
+    threshold = gap_threshold(ours, [*TEXTS, " ".join(LONG.split()[:80])], quantile)
     labels = LabelSet.from_labels(LABELS)
     grouped = EngineOptions(max_labels_per_pass=2, batch_size=2)
     for options, decode in ((EngineOptions(), True), (grouped, False)):
@@ -168,14 +92,14 @@ def test_onnx_matches_torch(exported, name):
         got = onnx.engine(options)(words, labels, thresholds=threshold)
         assert want[-1].num_windows > 1
         assert sum(len(r) for r in want) > 0
-        compared = _assert_same_results(want, got, decode, threshold)
-        assert compared > 0 or not decode  # decodings were compared on some texts
+        compared = assert_same_results(want, got, decode, threshold)
+        assert compared or not decode  # decodings were compared on some texts
 
 
 def test_entities_api_matches_torch(exported):
     ours, directory = exported("markerV0")
     onnx = OnnxGLiNER.from_pretrained(directory)
-    threshold = _threshold(ours, TEXTS)
+    threshold = gap_threshold(ours, TEXTS)
     for flat in (True, False):
         want = ours.inference(TEXTS, LABELS, threshold=threshold, flat_ner=flat)
         got = onnx.inference(TEXTS, LABELS, threshold=threshold, flat_ner=flat)
@@ -209,7 +133,7 @@ def test_json_tokenizer_builds_the_same_ids(reference_checkpoint, tmp_path, enco
         hf.left_pad,
     )
     assert sorted(plain.reserved_tokens()) == sorted(hf.reserved_tokens())
-    words = [_words(t) for t in [*TEXTS, "naïve café Zürich — ½ 東京", LONG]]
+    words = [words_of(t) for t in [*TEXTS, "naïve café Zürich — ½ 東京", LONG]]
     for a, b in zip(plain.tokenize_words(words), hf.tokenize_words(words)):
         np.testing.assert_array_equal(a.ids, b.ids)
         np.testing.assert_array_equal(a.offsets, b.offsets)
@@ -255,7 +179,7 @@ def test_runs_without_torch(exported):
     the torch fp32 entities (scores within 1e-4)."""
     ours, directory = exported("markerV0")
     texts = [*TEXTS, LONG]
-    threshold = _threshold(ours, TEXTS)
+    threshold = gap_threshold(ours, TEXTS)
     path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     args = json.dumps([texts, LABELS, threshold])
@@ -287,7 +211,7 @@ def test_int8_export_runs(exported):
     random tiny model is no measure of int8 accuracy; bench/precision_rows.py measures it)."""
     ours, directory = exported("markerV0")
     int8 = OnnxGLiNER.from_pretrained(directory, int8=True)
-    threshold = _threshold(ours, TEXTS)
+    threshold = gap_threshold(ours, TEXTS)
     got = int8.inference([*TEXTS, LONG], LABELS, threshold=threshold)
     want = ours.inference([*TEXTS, LONG], LABELS, threshold=threshold)
     assert sum(len(t) for t in got) > 0

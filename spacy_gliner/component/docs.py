@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from spacy.tokens import Doc, Span, SpanGroup
 
-from ..engine import WordsResult
 from ..engine.decode import Decoded
-from ..training.targets import Span as GoldSpan
+from ..engine.results import WordsResult
 from .vectors import store_vectors
+
+if TYPE_CHECKING:
+    from ..training.targets import Span as GoldSpan
 
 GENERATED_EXTENSION = "gliner_generated_label"
 

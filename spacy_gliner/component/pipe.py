@@ -7,54 +7,48 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Optional, Union, cast
 
 import srsly
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
-from spacy.tokens import Doc
 from spacy.training import Example
-from spacy.util import minibatch
 from thinc.api import Model
 
 from ..engine import Engine, LabelSet
 from ..training.step import Rehearsal, Rows, make_rows, rehearse_step, train_step
-from .doc_labels import doc_label_set, group_by_label_set, register_doc_extensions
+from .doc_labels import register_doc_extensions
 from .docs import doc_words, register_span_extension
 from .examples import check_examples, collect_labels, training_texts
+from .inference import InferencePipe
 from .progress import Progress
 from .registry import make_gliner_scorer, make_span_loss
-from .relations import Result, annotate_doc, check_relation_model, find, register_relation_extension
-from .relations import relation_set as relation_settings
+from .relations import Result, check_relation_model, find, register_relation_extension
 from .settings import (
-    INFERENCE_DEFAULTS,
     MODEL_DIR,
-    RUNTIME_SETTINGS,
     TrainingSettings,
     check_trainable,
     device_of,
     engine_options,
-    plain,
-    validate,
+    inference_settings,
 )
-from .settings import thresholds as per_label_thresholds
 from .shim import GLiNERShim
 from .vectors import register_vector_extensions
 
 logger = logging.getLogger("spacy_gliner")
 # Guards lazy loading and engine creation (module-level: a pipe must stay picklable).
 _LOCK = threading.RLock()
-LabelsArg = Union[Sequence[str], dict[str, str]]
 
 
-class GLiNERPipe(TrainablePipe):
+class GLiNERPipe(InferencePipe, TrainablePipe):
     """Zero-shot span NER: each label's prompt is scored against every span of up to
     ``max_width`` words (token-level models: spans of any width formed from per-word start / end /
     inside scores). ``settings`` are the inference settings (``INFERENCE_DEFAULTS`` fill
     what is missing); every one that needs no model is validated here, the rest when the model
-    loads (``initialize``, ``from_disk`` or first use)."""
+    loads (``initialize``, ``from_disk`` or first use). Labels, ``predict`` and
+    ``set_annotations``: ``inference.InferencePipe``."""
 
     def __init__(
         self,
@@ -71,14 +65,8 @@ class GLiNERPipe(TrainablePipe):
         self.vocab = vocab
         self.model = model
         self.name = name
-        given = {**(settings or {}), **setting_kwargs}
-        unknown = sorted(set(given) - set(INFERENCE_DEFAULTS))
-        if unknown:
-            raise ValueError(
-                f"gliner: unknown setting(s) {unknown}; known: {sorted(INFERENCE_DEFAULTS)}."
-            )
         self.cfg: dict[str, Any] = {"checkpoint": model.attrs.get("checkpoint")}
-        self.cfg.update({k: plain(given.get(k, v)) for k, v in INFERENCE_DEFAULTS.items()})
+        self.cfg.update(inference_settings({**(settings or {}), **setting_kwargs}))
         self._validate()
         self.scorer = scorer if scorer is not None else make_gliner_scorer(self.cfg["spans_key"])
         self.loss_fn = loss if loss is not None else make_span_loss()
@@ -92,43 +80,6 @@ class GLiNERPipe(TrainablePipe):
         register_relation_extension()
         register_span_extension()
         register_vector_extensions()
-
-    # ---------------------------------------------------------------- settings
-    def _validate(self) -> None:
-        self.label_set, _ = validate(self.cfg)
-        self.relation_set = relation_settings(self.cfg)
-
-    @property
-    def thresholds(self) -> list[float]:
-        """Per-label thresholds from ``cfg["threshold"]`` as it is now (``spacy find-threshold``
-        sets it between evaluations)."""
-        return per_label_thresholds(self.cfg["threshold"], self.label_set.names)
-
-    @property
-    def labels(self) -> tuple:
-        return self.label_set.names
-
-    def add_label(self, label: str, prompt: Optional[str] = None) -> int:
-        """Add a label (its prompt defaults to the label itself); zero-shot, no retraining needed."""
-        if label in self.label_set.names:
-            return 0
-        labels = dict(zip(self.label_set.names, self.label_set.prompts))
-        labels[label] = prompt or label
-        self.set_labels(labels)
-        return 1
-
-    def set_labels(self, labels: LabelsArg) -> None:
-        """Replace the label set (a list, or ``{label: prompt}``); nothing changes if it is invalid."""
-        old = self.cfg["labels"]
-        self.cfg["labels"] = plain(labels)
-        try:
-            self._validate()
-            if self._gliner is not None:
-                self.engine.label_plan(self.label_set)  # prompts that need the tokenizer
-        except ValueError:
-            self.cfg["labels"] = old
-            self._validate()
-            raise
 
     # ---------------------------------------------------------------- model
     @property
@@ -164,6 +115,9 @@ class GLiNERPipe(TrainablePipe):
         cast(GLiNERShim, self.model.shims[0]).set_model(gliner.model)
         self._rehearsal = Rehearsal(self.training.rehearsal_labels, self.training.rehearsal_weight)
 
+    def _loaded(self) -> bool:
+        return self._gliner is not None
+
     @property
     def engine(self) -> Engine:
         """The inference engine of the loaded model with this component's settings (one per
@@ -174,54 +128,16 @@ class GLiNERPipe(TrainablePipe):
                     self._engine = self.gliner.engine(engine_options(self.cfg))
         return self._engine
 
-    # ---------------------------------------------------------------- inference
-    def __call__(self, doc: Doc) -> Doc:
-        self.set_annotations([doc], self.predict([doc]))
-        return doc
-
-    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
-        """Docs are collected ``batch_size`` at a time so windows of different docs share
-        encoder batches."""
-        error_handler = self.get_error_handler()
-        progress = Progress("docs annotated")
-        for docs in minibatch(stream, size=batch_size):
-            try:
-                self.set_annotations(docs, self.predict(docs))
-                progress.add(len(docs), sum(len(doc) for doc in docs))
-                yield from docs
-            except Exception as err:
-                error_handler(self.name, self, docs, err)
-
-    def predict(self, docs: Iterable[Doc]) -> list[Result]:
-        """One result per Doc. Docs with their own labels (``doc._.gliner_labels``) run with
-        those; Docs that share a label set share encoder batches."""
-        docs = list(docs)
-        words, sentence_starts = zip(*(doc_words(doc) for doc in docs)) if docs else ((), ())
-        label_sets = [doc_label_set(doc, self.label_set) for doc in docs]
-        if any(not labels.names for labels in label_sets):
-            raise ValueError(
-                f"The '{self.name}' component has no labels: set labels in its config (or "
-                "doc._.gliner_labels on each Doc)."
-            )
-        results: list[Any] = [None] * len(docs)
-        for labels, index in group_by_label_set(label_sets):
-            texts, starts = [words[i][0] for i in index], [sentence_starts[i] for i in index]
-            thresholds = self._thresholds_for(labels)
-            found = find(
-                self.engine, texts, labels, self.relation_set, thresholds, self.cfg, starts
-            )
-            for i, result in zip(index, found):
-                results[i] = result
-        return results
-
-    def _thresholds_for(self, labels: LabelSet) -> list[float]:
-        strict = labels == self.label_set
-        return per_label_thresholds(self.cfg["threshold"], labels.names, strict)
-
-    def set_annotations(self, docs: Iterable[Doc], results: Sequence[Result]) -> None:
-        for doc, result in zip(docs, results):
-            names = doc_label_set(doc, self.label_set).names
-            annotate_doc(doc, result, names, self.relation_set.names, self.cfg)
+    def _find(
+        self,
+        texts: Sequence[Sequence[str]],
+        labels: LabelSet,
+        thresholds: list[float],
+        sentence_starts: Sequence[Sequence[int]],
+    ) -> Sequence[Result]:
+        """Entities, with relations or generated labels for those models (``relations.find``)."""
+        cfg = self.cfg
+        return find(self.engine, texts, labels, self.relation_set, thresholds, cfg, sentence_starts)
 
     # ---------------------------------------------------------------- training
     def initialize(
@@ -354,14 +270,6 @@ class GLiNERPipe(TrainablePipe):
     def _has_weights(self) -> bool:
         """Weights are loaded, or can be (a checkpoint): a saved pipeline always holds them."""
         return self._gliner is not None or bool(self.cfg["checkpoint"])
-
-    def _restore_cfg(self, saved: dict[str, Any]) -> None:
-        """Saved settings (labels, threshold, ...) come back; where and how this process runs the
-        model (``RUNTIME_SETTINGS``) stays as configured, so ``spacy.load(path, config=...)`` can
-        change it."""
-        self.cfg.update({key: value for key, value in saved.items() if key not in RUNTIME_SETTINGS})
-        self._validate()
-        self._engine = None
 
     def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = ()) -> None:
         path = Path(path)

@@ -1,4 +1,6 @@
-"""Registered functions: the thinc model that holds GLiNER, weight loaders, the scorer."""
+"""Registered functions: the thinc model that holds GLiNER, weight loaders, the loss, the scorer.
+Importing and calling them imports no torch (spaCy resolves them for the onnxruntime runtime
+too); the weight loaders' loaders and the loss's calls do."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from spacy.util import registry
 from thinc.api import Model
 
 from ..model.config import GLiNERConfig
+from ..model.loss_modes import MASKING_MODES, REDUCTIONS
 from ..training.loss import SpanLoss
 from .scorer import GLiNERScorer
 from .shim import GLiNERShim
@@ -102,8 +105,6 @@ def make_span_loss(
 ) -> Callable:
     """GLiNER's span loss with its training options (reference defaults). ``masking``: "none",
     "global", "label", "span" or "softmax" (hard-negative sampling; see ``modeling/loss.py``)."""
-    from ..model.loss import MASKING_MODES, REDUCTIONS
-
     if masking not in MASKING_MODES:
         raise ValueError(
             f"spacy_gliner.span_loss.v1: masking must be one of {MASKING_MODES}, got {masking!r}."

@@ -14,21 +14,24 @@ window get none. Stored in a DocBin made with ``store_user_data=True``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union, cast
 
 from spacy.tokens import Doc
 
-from ..engine import Engine, LabelSet, WordsResult
-from ..engine.label_decoder import GeneratedResult, LabelDecoderEngine
-from ..engine.relations import RelationEngine, RelexResult
-from ..engine.vectors import check_vectors
+from ..engine.labels import LabelSet
+from ..engine.results import WordsResult
 from ..model.config import REL_TOKEN
 from .docs import annotate, word_tokens
 from .settings import PROMPT_TOKENS
 
+if TYPE_CHECKING:  # torch modules: imported where a torch model runs
+    from ..engine.engine import Engine
+    from ..engine.label_decoder import GeneratedResult
+    from ..engine.relations import RelexResult
+
 RELATION_EXTENSION = "rel"
 # One Doc's result: entities; entities and relations; entities and generated labels.
-Result = Union[WordsResult, RelexResult, GeneratedResult]
+Result = Union[WordsResult, "RelexResult", "GeneratedResult"]
 
 
 def register_relation_extension() -> None:
@@ -65,6 +68,8 @@ def check_relation_model(gliner: Any, relations: LabelSet, cfg: dict[str, Any]) 
     """Raise early when relation types (``use_generated_labels``: generated labels;
     ``return_vectors``: entity vectors) are configured for a model that cannot extract
     (generate, return) them."""
+    from ..engine.vectors import check_vectors
+
     generated = cfg["use_generated_labels"]
     if cfg["return_vectors"]:
         check_vectors(gliner.config)
@@ -97,6 +102,9 @@ def find(
     """Entity results, or entity and relation results when relation types are configured.
     ``adjacency_threshold`` / ``relation_threshold`` default to the ``threshold`` setting (its
     ``"default"`` when it is per label)."""
+    from ..engine.label_decoder import LabelDecoderEngine
+    from ..engine.relations import RelationEngine
+
     if not relations.names and engine.gliner.decoder_tokenizer is not None:
         decoder = LabelDecoderEngine(engine)
         return decoder(words, labels, thresholds=thresholds, sentence_starts=sentence_starts)
@@ -129,14 +137,18 @@ def annotate_doc(
     cfg: dict[str, Any],
 ) -> None:
     """Entities into ``doc.ents`` / ``doc.spans`` (``docs.annotate``, with generated labels for
-    label-decoder models), relations into ``doc._.rel``."""
-    entities = result.entities if isinstance(result, (RelexResult, GeneratedResult)) else result
-    generated = result.generated if isinstance(result, GeneratedResult) else None
+    label-decoder models), relations into ``doc._.rel`` (``relation_names`` given: ``result``
+    is a ``RelexResult``)."""
+    if isinstance(result, WordsResult):
+        entities, generated = result, None
+    else:  # entities with relations or with generated labels
+        entities, generated = result.entities, getattr(result, "generated", None)
     annotate(doc, entities, names, cfg["spans_key"], cfg["ents"], cfg["flat_ner"],
              cfg["multi_label"], generated, cfg["use_generated_labels"],
              cfg["return_vectors"])  # fmt: skip
-    if isinstance(result, RelexResult):
-        doc._.set(RELATION_EXTENSION, doc_relations(doc, result, names, relation_names))
+    if relation_names:
+        relex = cast("RelexResult", result)
+        doc._.set(RELATION_EXTENSION, doc_relations(doc, relex, names, relation_names))
 
 
 def doc_relations(

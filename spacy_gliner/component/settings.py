@@ -1,7 +1,8 @@
 """Component settings: the one source of their defaults, and their validation.
 
 ``INFERENCE_DEFAULTS`` and ``TrainingSettings`` hold every default; the factory's
-``DEFAULT_CONFIG`` and ``GLiNERPipe`` take theirs from here.
+``DEFAULT_CONFIG`` and both pipes (``GLiNERPipe``, ``OnnxGLiNERPipe``) take theirs from here, and
+``validate`` checks the settings of either runtime. Importing this module imports no torch.
 """
 
 from __future__ import annotations
@@ -10,11 +11,15 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Union
 
-from ..engine import DTYPES as ENGINE_DTYPES
-from ..engine import EngineOptions, LabelSet, engine_dtype
+from ..engine.core import EngineOptions
+from ..engine.labels import LabelSet
 
 ENTS_MODES = ("overwrite", "merge", "none")
-DTYPES = tuple(ENGINE_DTYPES)  # float32, float16, bfloat16, int8
+# What runs the model: torch (trainable; engine/engine.py) or ONNX Runtime (an export directory,
+# inference only, no torch imported; component/onnx_pipe.py).
+RUNTIMES = ("torch", "onnxruntime")
+# The dtypes of the onnxruntime runtime: the export's model.onnx, or model_int8.onnx.
+ONNX_DTYPES = (None, "float32", "int8")
 # Where and how this process runs the model: from the config at load time, never from a saved
 # pipeline.
 RUNTIME_SETTINGS = ("device", "dtype", "batch_size", "cache_dir")
@@ -77,12 +82,24 @@ class TrainingSettings:
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "model": {"@architectures": "spacy_gliner.GLiNERModel.v1", "checkpoint": None},
+    "runtime": "torch",
     **INFERENCE_DEFAULTS,
     "scorer": {"@scorers": "spacy_gliner.scorer.v1", "spans_key": "sc"},
     # Training only (spacy train); see configs/ and the README.
     "loss": {"@losses": "spacy_gliner.span_loss.v1"},
     **asdict(TrainingSettings()),
 }
+
+
+def inference_settings(given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` settings (plain values) with ``INFERENCE_DEFAULTS`` for the missing ones; unknown
+    names raise ``ValueError``."""
+    unknown = sorted(set(given) - set(INFERENCE_DEFAULTS))
+    if unknown:
+        raise ValueError(
+            f"gliner: unknown setting(s) {unknown}; known: {sorted(INFERENCE_DEFAULTS)}."
+        )
+    return {key: plain(given.get(key, value)) for key, value in INFERENCE_DEFAULTS.items()}
 
 
 def plain(value: Any) -> Any:
@@ -94,9 +111,11 @@ def plain(value: Any) -> Any:
     return value
 
 
-def validate(cfg: dict[str, Any]) -> tuple[LabelSet, list[float]]:
-    """Check every setting that needs no model; return the label set and per-label thresholds.
-    Raises ``ValueError`` naming the setting and what would work."""
+def validate(cfg: dict[str, Any], runtime: str = "torch") -> tuple[LabelSet, list[float]]:
+    """Check every setting that needs no model, for ``runtime`` (``RUNTIMES``); return the label
+    set and per-label thresholds. Raises ``ValueError`` naming the setting and what would work.
+    Imports torch only for the torch runtime's ``device`` / ``dtype``."""
+    check_runtime(runtime)
     labels = LabelSet.from_labels(cfg["labels"]) if cfg["labels"] else LabelSet((), ())
     for prompt in labels.prompts:
         found = [t for t in PROMPT_TOKENS if t in prompt]
@@ -111,7 +130,6 @@ def validate(cfg: dict[str, Any]) -> tuple[LabelSet, list[float]]:
         if not isinstance(cfg[name], bool):
             raise ValueError(f"gliner: {name} must be true or false.")
     _one_of("ents", cfg["ents"], ENTS_MODES)
-    _one_of("dtype", cfg["dtype"], DTYPES)
     key = cfg["spans_key"]
     if key is not None and (not isinstance(key, str) or not key):
         raise ValueError(
@@ -128,18 +146,67 @@ def validate(cfg: dict[str, Any]) -> tuple[LabelSet, list[float]]:
         raise ValueError(
             f"gliner: window_words ({words}) must be larger than window_overlap ({overlap})."
         )
-    check_device(cfg["device"], cfg["dtype"])
+    if runtime == "torch":
+        from ..engine.dtypes import DTYPES
+
+        _one_of("dtype", cfg["dtype"], tuple(DTYPES))
+        check_device(cfg["device"], cfg["dtype"])
+    else:
+        check_onnx_settings(cfg)
     return labels, thresholds(cfg["threshold"], labels.names)
 
 
-def engine_options(cfg: dict[str, Any]) -> EngineOptions:
-    """The engine options of validated settings ``cfg``."""
+def check_runtime(runtime: Any) -> None:
+    """Raise ``ValueError`` unless ``runtime`` is one of ``RUNTIMES``."""
+    _one_of("runtime", runtime, RUNTIMES)
+
+
+def check_onnx_settings(cfg: dict[str, Any]) -> None:
+    """The settings the onnxruntime runtime cannot run (it runs an export's float32 or int8
+    graph on CPU, entities only) raise ``ValueError`` saying what to do instead."""
+    if cfg["dtype"] not in ONNX_DTYPES:
+        raise ValueError(
+            f"gliner: dtype {cfg['dtype']!r} is not available with runtime 'onnxruntime', which "
+            "runs the export's model.onnx (dtype float32, the default) or model_int8.onnx "
+            "(dtype int8; `spacy-gliner export MODEL DIR --onnx --int8` writes it)."
+        )
+    if cfg["device"] not in (None, "cpu"):
+        raise ValueError(
+            f"gliner: runtime 'onnxruntime' runs on CPU only, not on device {cfg['device']!r}: "
+            "leave device unset (or 'cpu'), or use runtime 'torch' for a GPU."
+        )
+    if cfg["cache_dir"]:
+        raise ValueError(
+            "gliner: cache_dir is for hub downloads of the torch runtime; runtime 'onnxruntime' "
+            "reads a local export directory (model). Unset cache_dir."
+        )
+    torch_only = {
+        "relations": "relation extraction",
+        "use_generated_labels": "generated labels (label-decoder models)",
+        "return_vectors": "span and label vectors",
+    }
+    for name, what in torch_only.items():
+        if cfg[name]:
+            raise ValueError(
+                f"gliner: {name} is set, but runtime 'onnxruntime' finds entities only ({what} "
+                f"needs runtime 'torch'). Unset {name}, or use runtime 'torch'."
+            )
+
+
+def engine_options(cfg: dict[str, Any], runtime: str = "torch") -> EngineOptions:
+    """The engine options of validated settings ``cfg`` (the onnxruntime runtime's precision is
+    its graph's: no engine dtype)."""
+    dtype = None
+    if runtime == "torch":
+        from ..engine.dtypes import engine_dtype
+
+        dtype = engine_dtype(cfg["dtype"])
     return EngineOptions(
         batch_size=cfg["batch_size"],
         window_overlap=cfg["window_overlap"],
         window_words=cfg["window_words"],
         max_labels_per_pass=cfg["max_labels_per_pass"],
-        dtype=engine_dtype(cfg["dtype"]),
+        dtype=dtype,
     )
 
 

@@ -1,12 +1,11 @@
-"""The thinc shim that holds the GLiNER torch module and applies spaCy's optimizer to it."""
+"""The thinc shim that holds the GLiNER torch module and applies spaCy's optimizer to it
+(importing it imports no torch: the module arrives later)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from thinc.shims import PyTorchShim
-
-from ..training.optimizer import optimizer_step
 
 
 class GLiNERShim(PyTorchShim):
@@ -29,6 +28,8 @@ class GLiNERShim(PyTorchShim):
     def finish_update(self, optimizer: Any) -> None:
         if self._model is None:
             return
+        from ..training.optimizer import optimizer_step
+
         # thinc's PyTorchShim keeps its grad scaler in a private attribute: used when present.
         scaler = getattr(self, "_grad_scaler", None)
         optimizer_step(

@@ -43,8 +43,9 @@ def write_export_meta(directory: Path, meta: dict[str, Any]) -> None:
     )
 
 
-def read_export(directory: str | Path, *, int8: bool = False) -> OnnxExport:
-    """Read an export directory; ``CheckpointError`` naming what is missing and how to get it."""
+def check_export(directory: str | Path, *, int8: bool = False) -> dict[str, Any]:
+    """The metadata of an export directory that has every file ``read_export`` needs (cheap: reads
+    ``onnx_export.json`` only); ``CheckpointError`` naming what is missing and how to get it."""
     directory = Path(directory)
     meta_path = directory / EXPORT_FILE
     if not meta_path.exists():
@@ -53,7 +54,7 @@ def read_export(directory: str | Path, *, int8: bool = False) -> OnnxExport:
             "checkpoint with `spacy-gliner export MODEL DIR --onnx` (or "
             "spacy_gliner.export.onnx.export_onnx) and load that directory."
         )
-    meta = json.loads(meta_path.read_text())
+    meta: dict[str, Any] = json.loads(meta_path.read_text())
     if meta.get("format") != EXPORT_FORMAT:
         raise CheckpointError(
             f"{meta_path} has export format {meta.get('format')!r}; this spacy-gliner reads "
@@ -64,6 +65,24 @@ def read_export(directory: str | Path, *, int8: bool = False) -> OnnxExport:
         if not (directory / needed).exists():
             hint = " (export with --int8 to write it)" if needed == INT8_MODEL_FILE else ""
             raise CheckpointError(f"{directory} has no {needed}{hint}.")
+    return meta
+
+
+def export_files(directory: str | Path, *, int8: bool = False) -> list[Path]:
+    """The files of an export directory checked as ``check_export`` does (the model files it
+    was written with that it still has, its config, tokenizer and metadata): what a copy of it
+    needs."""
+    directory = Path(directory)
+    meta = check_export(directory, int8=int8)
+    names = [*meta["files"], CONFIG_FILE, TOKENIZER_FILE, EXPORT_FILE]
+    return [directory / name for name in names if (directory / name).exists()]
+
+
+def read_export(directory: str | Path, *, int8: bool = False) -> OnnxExport:
+    """Read an export directory; ``CheckpointError`` naming what is missing and how to get it."""
+    directory = Path(directory)
+    meta = check_export(directory, int8=int8)
+    name = INT8_MODEL_FILE if int8 else MODEL_FILE
     config = GLiNERConfig.from_json_file(directory / CONFIG_FILE)
     tokenizer = JsonTokenizer.from_file(directory / TOKENIZER_FILE, meta["tokenizer_settings"])
     return OnnxExport(

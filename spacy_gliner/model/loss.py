@@ -27,8 +27,8 @@ from typing import Optional
 
 import torch
 
-MASKING_MODES = ("none", "global", "label", "span", "softmax")
-REDUCTIONS = ("sum", "mean")
+from .loss_modes import MASKING_MODES, REDUCTIONS
+
 _EPS = 1e-6
 
 
