@@ -182,6 +182,31 @@ def test_save_load_runs_from_its_own_copy(exported, tmp_path):
     assert sum(len(d.ents) for d in int8.pipe(DOCS)) > 0
 
 
+def test_command_line_on_a_saved_onnx_pipeline(exported, tmp_path, capsys):
+    """``spacy-gliner annotate --model PIPELINE`` runs a saved ONNX pipeline (with the command
+    line's threshold) and writes what ``nlp.pipe`` gives; ``spacy-gliner export`` says there are
+    no torch weights in it and where its export files are."""
+    from spacy_gliner.cli.main import main
+
+    _, directory, threshold = exported("markerV0")
+    _nlp(directory, "onnxruntime", labels=LABELS, threshold=0.99).to_disk(tmp_path / "pipeline")
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(DOCS) + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    args = ["annotate", str(source), str(out), "--model", str(tmp_path / "pipeline")]
+    assert main([*args, "--threshold", str(threshold), "--batch-size", "2"]) == 0
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    nlp = spacy.load(tmp_path / "pipeline")
+    nlp.get_pipe("gliner").cfg["threshold"] = threshold  # saved settings win over config
+    want = [[(s.start_char, s.end_char, s.label_) for s in d.spans["sc"]] for d in nlp.pipe(DOCS)]
+    assert [[(s["start"], s["end"], s["label"]) for s in row["spans"]] for row in rows] == want
+    assert sum(len(w) for w in want) > 0
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "pipeline"), str(tmp_path / "ckpt")]) == 2
+    err = capsys.readouterr().err
+    assert "ONNX export" in err and str(tmp_path / "pipeline" / "gliner" / "onnx") in err
+
+
 BLOCKER = textwrap.dedent(
     """
     import importlib.abc, json, sys

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CLIError, one_line
-from .models import check_model, gliner_pipe_name, is_pipeline
+from .models import check_model, is_pipeline, torch_gliner
 
 
 def export_onnx_dir(model: str, out_dir: Path, int8: bool) -> list[Path]:
@@ -38,9 +38,7 @@ def _load_gliner(model: str) -> Any:
         if is_pipeline(model):
             import spacy
 
-            nlp = spacy.load(model)
-            pipe: Any = nlp.get_pipe(gliner_pipe_name(nlp, model))
-            return pipe.gliner
+            return torch_gliner(spacy.load(model), model)
         from ..gliner import GLiNER
 
         return GLiNER.from_pretrained(model)

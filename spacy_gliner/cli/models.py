@@ -60,6 +60,20 @@ def load_annotator(model: str, settings: Settings, lang: str = "en") -> tuple[An
         raise CLIError(f"{model}: {one_line(err)}") from None
 
 
+def torch_gliner(nlp: Any, where: str) -> Any:
+    """The ``GLiNER`` weights of the pipeline's gliner component; a pipeline that runs an ONNX
+    export has none (its export is the files under ``where``'s component directory)."""
+    name = gliner_pipe_name(nlp, where)
+    pipe: Any = nlp.get_pipe(name)
+    if pipe.runtime != "torch":
+        raise CLIError(
+            f"{where}: the '{name}' component runs an ONNX export (runtime "
+            f"'{pipe.runtime}'), which has no torch weights to export; its export files are in "
+            f"{Path(where) / name / 'onnx'} (OnnxGLiNER.from_pretrained reads them)"
+        )
+    return pipe.gliner
+
+
 def gliner_pipe_name(nlp: Any, where: str) -> str:
     for name in nlp.pipe_names:
         if nlp.get_pipe_meta(name).factory == FACTORY:
@@ -86,10 +100,10 @@ def _load_pipeline(model: str, settings: Settings) -> tuple[Any, str]:
     pipe: Any = nlp.get_pipe(name)
     cfg = pipe.cfg
     cfg.update(_overrides(settings))
-    # set_labels validates every setting; set_gliner moves the weights to the device and makes a
-    # new engine for the batch size.
+    # set_labels validates every setting; apply_settings loads the model (torch: moves it to the
+    # device) and makes a new engine for the batch size.
     pipe.set_labels(settings.labels if settings.labels is not None else cfg["labels"])
-    pipe.set_gliner(pipe.gliner)
+    pipe.apply_settings()
     if not pipe.labels:
         raise CLIError(f"{model}: the pipeline has no labels; give --labels or --labels-file")
     return nlp, name
@@ -104,7 +118,7 @@ def _build_pipeline(model: str, settings: Settings, lang: str) -> tuple[Any, str
     nlp = spacy.blank(lang)
     nlp.add_pipe(FACTORY, config=config)
     pipe: Any = nlp.get_pipe(FACTORY)
-    _ = pipe.gliner  # load now: errors before any output is written
+    pipe.apply_settings()  # load now: errors before any output is written
     return nlp, FACTORY
 
 
@@ -138,8 +152,7 @@ def export_checkpoint(pipeline_dir: str, out_dir: Path) -> list[str]:
         raise CLIError(f"{pipeline_dir}: not a saved spaCy pipeline (no config.cfg)")
     try:
         nlp = spacy.load(pipeline_dir)
-        pipe: Any = nlp.get_pipe(gliner_pipe_name(nlp, pipeline_dir))
-        gliner = pipe.gliner
+        gliner = torch_gliner(nlp, pipeline_dir)
     except (ValueError, OSError) as err:
         raise CLIError(f"{pipeline_dir}: {one_line(err)}") from None
     gliner.save_pretrained(out_dir)

@@ -65,6 +65,12 @@ class InferencePipe(Pipe):
         """Whether the model is loaded (label prompts are checked against its tokenizer then)."""
         raise NotImplementedError
 
+    def apply_settings(self) -> None:
+        """Load the model if it is not loaded, and run it with ``cfg`` as it is now (after
+        settings were changed in place: device, batch size, windows); the settings that need the
+        model are checked now."""
+        raise NotImplementedError
+
     @property
     def thresholds(self) -> list[float]:
         """Per-label thresholds from ``cfg["threshold"]`` as it is now (``spacy find-threshold``

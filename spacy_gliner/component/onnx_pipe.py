@@ -124,6 +124,10 @@ class OnnxGLiNERPipe(InferencePipe):
     def _loaded(self) -> bool:
         return self._onnx is not None
 
+    def apply_settings(self) -> None:
+        self._validate()
+        self._set_onnx(self.onnx)
+
     @property
     def engine(self) -> EngineCore:
         """The engine of the loaded export with this component's settings (shared by every

@@ -118,6 +118,10 @@ class GLiNERPipe(InferencePipe, TrainablePipe):
     def _loaded(self) -> bool:
         return self._gliner is not None
 
+    def apply_settings(self) -> None:
+        self._validate()
+        self.set_gliner(self.gliner)
+
     @property
     def engine(self) -> Engine:
         """The inference engine of the loaded model with this component's settings (one per
