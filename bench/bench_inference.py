@@ -225,7 +225,7 @@ def our_nlp(
             **extra,
         },
     )
-    nlp.get_pipe("gliner").gliner  # load now, not inside the timed run
+    nlp.get_pipe("gliner").apply_settings()  # load now, not inside the timed run
     return nlp
 
 

@@ -1,9 +1,9 @@
 """Precision rows of ``bench_inference.py``: int8 and ONNX beside float32, on the short texts.
 
-Rows: this component with default settings in float32 and with ``dtype: "int8"``; this package's
-ONNX Runtime path (``spacy-gliner export --onnx --int8``, run by ``spacy_gliner.OnnxGLiNER``
-with no torch in its path: same windows, batching and decoding; words split by the reference's
-regex, like the reference rows) in float32 and int8 (QInt8 weights); the reference
+Rows: this component with default settings in float32 and with ``dtype: "int8"``, and the same
+component with ``runtime: "onnxruntime"`` on this package's export of the checkpoint
+(``spacy-gliner export --onnx --int8``: no torch on its path; ONNX Runtime's default threads, one
+per core) in float32 and int8 (QInt8 weights); the reference
 (gliner 0.2.29) in float32, with ``quantize="int8"`` (torch dynamic int8), with ``compile()``
 (``torch.compile(dynamic=True)``; the compilation happens in the warm-up call, whose time is
 reported as ``first_call_s``, and is not in the timed runs), and through its own ONNX
@@ -157,22 +157,14 @@ def precision_rows(
 
     rows: dict[str, dict[str, Any]] = {}
     ours: dict[str, set[Entity]] = {}
-    for name, settings in (
-        ("this component, float32", {}),
-        ("this component, int8", {"dtype": "int8"}),
-    ):
+    for name, settings in _our_settings(checkpoint, workdir):
+        if isinstance(settings, str):
+            rows[name] = {"error": settings}
+            continue
         nlp = make_nlp(**settings)
         list(nlp.pipe(texts[:8]))  # warm-up (int8: builds the int8 copy)
         seconds, _, peak = timed(lambda nlp=nlp: list(nlp.pipe(texts)), repeats)
         ours[name] = doc_entities(list(nlp.pipe([word_doc(nlp, t) for t in texts])))
-        rows[name] = {"seconds": seconds, "words_per_s": words / seconds, "peak_mib": peak}
-    for name, seconds, found_, peak in _our_onnx_rows(
-        checkpoint, texts, labels, threshold, timed, repeats, threads, workdir
-    ):
-        if isinstance(seconds, str):
-            rows[name] = {"error": seconds}
-            continue
-        ours[name] = found_
         rows[name] = {"seconds": seconds, "words_per_s": words / seconds, "peak_mib": peak}
     reference = RefGLiNER.from_pretrained(str(checkpoint), local_files_only=True).eval()
     models = {"reference float32": reference, **_reference_runtimes(checkpoint, workdir, threads)}
@@ -206,20 +198,14 @@ def precision_rows(
     return rows
 
 
-def _our_onnx_rows(
-    checkpoint: Path,
-    texts: list[str],
-    labels: list[str],
-    threshold: float,
-    timed: Callable[[Callable[[], Any], int], tuple[float, Any, float]],
-    repeats: int,
-    threads: int,
-    workdir: Path,
-) -> Iterator[tuple[str, Any, set[Entity], float]]:
-    """(row name, seconds or the error, entities, peak MiB) of our ONNX export in float32 and
-    int8."""
+def _our_settings(checkpoint: Path, workdir: Path) -> Iterator[tuple[str, Any]]:
+    """(row name, component settings or why the row cannot run): float32 and int8 on torch, then
+    on ONNX Runtime (``runtime: "onnxruntime"`` on an export of ``checkpoint``, float32 and
+    int8)."""
+    yield "this component, float32", {}
+    yield "this component, int8", {"dtype": "int8"}
     try:
-        from spacy_gliner import GLiNER, OnnxGLiNER
+        from spacy_gliner import GLiNER
         from spacy_gliner.export.onnx import export_onnx
 
         directory = workdir / "ours"
@@ -227,15 +213,11 @@ def _our_onnx_rows(
             export_onnx(GLiNER.from_pretrained(checkpoint), directory, int8=True)
     except Exception as err:  # onnx(runtime) missing, or the export failed
         for name in ("float32", "int8"):
-            yield f"our ONNX Runtime, {name}", f"{type(err).__name__}: {err}", set(), 0.0
+            yield f"this component on ONNX Runtime, {name}", f"{type(err).__name__}: {err}"
         return
-    for name, int8 in (("float32", False), ("int8", True)):
-        model = OnnxGLiNER.from_pretrained(directory, int8=int8, threads=threads)
-        model.inference(texts[:8], labels, threshold=threshold)  # warm-up
-        seconds, out, peak = timed(
-            lambda m=model: m.inference(texts, labels, threshold=threshold), repeats
-        )
-        yield f"our ONNX Runtime, {name}", seconds, reference_entities(out), peak
+    onnx = {"runtime": "onnxruntime", "model": str(directory)}
+    yield "this component on ONNX Runtime, float32", onnx
+    yield "this component on ONNX Runtime, int8", {**onnx, "dtype": "int8"}
 
 
 def print_rows(rows: dict[str, dict[str, Any]]) -> None:
