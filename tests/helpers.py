@@ -254,7 +254,7 @@ def make_examples(nlp, data):
     examples = []
     for text, spans in data:
         ref = Doc(nlp.vocab, words=text.split())
-        ref.ents = [Span(ref, s, e, label=l) for s, e, l in spans]
+        ref.ents = [Span(ref, s, e, label=lab) for s, e, lab in spans]
         examples.append(Example(Doc(nlp.vocab, words=text.split()), ref))
     return examples
 

@@ -12,8 +12,7 @@ from helpers import WORDS
 
 from spacy_gliner import GLiNER
 from spacy_gliner.engine import Engine, EngineOptions, LabelSet, WordsResult
-from spacy_gliner.engine.decode import decode_arrays
-from spacy_gliner.engine.decode import Candidate, greedy_select
+from spacy_gliner.engine.decode import Candidate, decode_arrays, greedy_select
 
 LABELS = ["person", "location", "organization"]
 TOL = 1e-5
@@ -21,7 +20,7 @@ TOL = 1e-5
 
 def _words(n: int, seed: int) -> list[str]:
     rng = random.Random(seed)
-    return [rng.choice(WORDS + [".", ",", "Paris", "OBAMA", "e-mail"]) for _ in range(n)]
+    return [rng.choice([*WORDS, ".", ",", "Paris", "OBAMA", "e-mail"]) for _ in range(n)]
 
 
 def _texts() -> list[list[str]]:
@@ -101,10 +100,10 @@ def test_array_decoding_equals_greedy_select(seed, flat_ner, multi_label):
     labels = rng.integers(0, 4, size=n)
     scores = rng.choice(np.linspace(0.5, 1.0, 30), size=n).astype(np.float32)  # many ties
     cells = {}
-    for s, e, l, p in zip(starts, ends, labels, scores):
-        cells[(int(s), int(e), int(l))] = p
+    for s, e, lab, p in zip(starts, ends, labels, scores):
+        cells[(int(s), int(e), int(lab))] = p
     keys = sorted(cells)
-    s, e, l = (np.array(x, dtype=np.int64) for x in zip(*keys))
+    s, e, lab = (np.array(x, dtype=np.int64) for x in zip(*keys))
     p = np.array([cells[k] for k in keys], dtype=np.float32)
     expected = [
         tuple(c)
@@ -112,7 +111,7 @@ def test_array_decoding_equals_greedy_select(seed, flat_ner, multi_label):
             [Candidate(*k, float(cells[k])) for k in keys], flat_ner, multi_label
         )
     ]
-    assert decode_arrays(s, e, l, p, flat_ner, multi_label) == expected
+    assert decode_arrays(s, e, lab, p, flat_ner, multi_label) == expected
 
 
 def test_words_result_from_candidates_and_cached_decode():

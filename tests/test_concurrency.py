@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import spacy
-
 from helpers import WORDS
 
 

@@ -29,8 +29,8 @@ def _texts() -> list[list[str]]:
 
 def _cells(result):
     return {
-        (s, e, l): p
-        for s, e, l, p in zip(
+        (s, e, lab): p
+        for s, e, lab, p in zip(
             result.starts.tolist(),
             result.ends.tolist(),
             result.labels.tolist(),

@@ -77,7 +77,12 @@ def test_focal_elementwise_parity():
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 def test_span_loss_parity(alpha, gamma, label_smoothing, reduction):
     logits, targets, span_mask, label_mask = _batch(2)
-    kw = dict(alpha=alpha, gamma=gamma, label_smoothing=label_smoothing, reduction=reduction)
+    kw = {
+        "alpha": alpha,
+        "gamma": gamma,
+        "label_smoothing": label_smoothing,
+        "reduction": reduction,
+    }
     ours = span_loss(logits, targets, span_mask, label_mask, masking="none", **kw)
     ref = _ref_loss(logits, targets, span_mask, label_mask, masking="none", **kw)
     assert ours.shape == ()
@@ -153,13 +158,13 @@ def _count(**kw) -> float:
 
 
 def test_none_keeps_everything():
-    logits, targets, span_mask, label_mask = _big()
+    _logits, targets, _span_mask, _label_mask = _big()
     assert round(_count(masking="none")) == targets.numel()
     assert round(_count(masking="global", negatives=1.0)) == targets.numel()
 
 
 def test_global_keeps_fraction():
-    logits, targets, *_ = _big()
+    _logits, targets, *_ = _big()
     pos, neg = targets.sum().item(), (targets == 0).sum().item()
     gen = torch.Generator().manual_seed(0)
     kept = _count(masking="global", negatives=0.3, generator=gen) - pos
@@ -351,10 +356,10 @@ def test_span_targets_match_reference_create_labels():
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     transformers = pytest.importorskip("transformers")
-    from spacy_gliner.model.config import GLiNERConfig
     from spacy_gliner.gliner import GLiNER
     from spacy_gliner.io.model_files import assemble as _assemble
     from spacy_gliner.io.tokenizers import add_special_tokens
+    from spacy_gliner.model.config import GLiNERConfig
 
     words = [
         "the",

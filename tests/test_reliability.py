@@ -92,7 +92,7 @@ def test_unsupported_architecture_is_named(default_checkpoint, tmp_path):
 
 def test_missing_iob_and_unannotated_regions_are_left_out_of_the_loss():
     nlp = spacy.blank("en")
-    words = "barack obama met john smith in paris today".split()
+    words = ["barack", "obama", "met", "john", "smith", "in", "paris", "today"]
     ref = Doc(nlp.vocab, words=words, ents=["B-person", "I-person", "O", "", "", "O", "O", "O"])
     text = example_text(Example(Doc(nlp.vocab, words=words), ref), {"person": "person"}, "sc", True)
     assert text.spans == [(0, 1, "person")]
@@ -157,12 +157,17 @@ def test_unreachable_hub_id_fails_at_initialize_with_one_short_message(monkeypat
     "config,match",
     [
         ({"window_overlap": 500}, "window_words"),  # overlap beyond the checkpoint's max_len
-        ({"labels": ["person " * 400]}, "sub-tokens"),  # a label prompt longer than the encoder window
+        (
+            {"labels": ["person " * 400]},
+            "sub-tokens",
+        ),  # a label prompt longer than the encoder window
     ],
     ids=["overlap_beyond_max_len", "overlong_label"],
 )
 def test_model_dependent_settings_fail_at_initialize(default_checkpoint, config, match):
     nlp = spacy.blank("en")
-    nlp.add_pipe("gliner", config={"model": str(default_checkpoint), "labels": ["person"], **config})
+    nlp.add_pipe(
+        "gliner", config={"model": str(default_checkpoint), "labels": ["person"], **config}
+    )
     with pytest.raises(ValueError, match=match):
         nlp.initialize()

@@ -21,8 +21,8 @@ from helpers import write_reference_checkpoint  # noqa: E402
 from spacy.tokens import Doc  # noqa: E402
 
 from spacy_gliner import GLiNER, GLiNERConfig, read_config  # noqa: E402
-from spacy_gliner.io import CheckpointError  # noqa: E402
 from spacy_gliner.engine import Engine, EngineOptions  # noqa: E402
+from spacy_gliner.io import CheckpointError  # noqa: E402
 
 TOL = 1e-5
 WORD_RE = re.compile(r"\w+(?:[-_]\w+)*|\S")

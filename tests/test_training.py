@@ -159,7 +159,7 @@ def test_trained_model_loads_in_the_reference_with_same_scores(encoder, tmp_path
 def test_label_missing_from_label_set_is_a_clear_error(encoder):
     nlp, pipe = make_nlp(encoder, labels=["person"])
     examples = make_examples(nlp)
-    with pytest.raises(ValueError, match="Training example 0 .*not among the component's labels"):
+    with pytest.raises(ValueError, match=r"Training example 0 .*not among the component's labels"):
         pipe.initialize(lambda: examples, nlp=nlp, model_loader=loader(encoder))
     nlp, pipe = make_nlp(encoder, labels=["person", "location", "organization"])
     pipe.initialize(lambda: examples, nlp=nlp, model_loader=loader(encoder))
@@ -179,7 +179,7 @@ def test_overlapping_spans_with_flat_ner_are_a_clear_error(encoder):
     ref = Doc(nlp.vocab, words=["new", "york", "city", "is", "big"])
     ref.spans["sc"] = [Span(ref, 0, 2, "location"), Span(ref, 1, 3, "location")]
     eg = Example(Doc(nlp.vocab, words=ref.text.split()), ref)
-    with pytest.raises(ValueError, match="Training example 0 .*Overlapping training spans"):
+    with pytest.raises(ValueError, match=r"Training example 0 .*Overlapping training spans"):
         pipe.initialize(lambda: [eg], nlp=nlp, model_loader=loader(encoder), labels=["location"])
     with pytest.raises(ValueError, match="Overlapping training spans"):
         pipe.update([eg])
@@ -364,7 +364,7 @@ def test_bad_training_example_is_named_before_training(encoder, bad, caplog):
 
     nlp, pipe = make_nlp(encoder, labels=["person", "location", "organization"])
     examples = make_examples(nlp)
-    words = "mary smith visited paris".split()
+    words = ["mary", "smith", "visited", "paris"]
     ref = Doc(nlp.vocab, words=[] if bad == "empty" else words)
     if bad == "unknown_label":
         ref.ents = [Span(ref, 0, 2, label="wizard")]

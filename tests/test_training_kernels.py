@@ -46,7 +46,7 @@ def test_marker_span_logits_equal_autograd(monkeypatch, chunk_bytes):
     for got, want in zip(grads, ref_grads):
         assert torch.allclose(got, want, atol=1e-12)
     assert torch.autograd.gradcheck(
-        lambda s, e, l: marker_span_logits(s, e, l, K, 0.0) * VALID, (start, end, labels)
+        lambda s, e, lab: marker_span_logits(s, e, lab, K, 0.0) * VALID, (start, end, labels)
     )
 
 
@@ -165,7 +165,10 @@ def test_factored_marker_paths_equal_the_plain_module(bert_dir):
 
     gliner = encoder_loader(str(bert_dir), hidden_size=32, max_width=4, dropout=0.0)()
     model = gliner.model.eval()
-    words = [["barack", "obama", "visited", "paris"], ["john", "smith", "works", "at", "google", "in", "london"]]
+    words = [
+        ["barack", "obama", "visited", "paris"],
+        ["john", "smith", "works", "at", "google", "in", "london"],
+    ]
     inputs = gliner.prompts.encode(words, [["person", "location"], ["person", "organization"]])
     with torch.no_grad():
         hidden, word_mask, prompts, _ = model.encode(**inputs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import numpy as np
@@ -31,7 +32,7 @@ def _check_windows(
     for w in windows:
         assert w.end - w.start <= max_words
         assert w.end - w.start == 1 or counts[w.start : w.end].sum() <= budget
-    for a, b in zip(windows, windows[1:]):
+    for a, b in itertools.pairwise(windows):
         assert a.start < b.start and a.end < b.end
         assert a.end - b.start >= min(overlap, a.end - a.start - 1)
 
@@ -68,7 +69,7 @@ def test_plan_windows_prefers_sentence_boundaries():
     counts = np.ones(1000, dtype=int)
     sents = list(range(0, 1000, 37))
     windows = plan_windows(counts, 200, 384, 12, sents)
-    for a, b in zip(windows, windows[1:]):
+    for a, b in itertools.pairwise(windows):
         assert a.end in sents  # cut at a sentence start in the window's second half
         assert b.start in sents  # the next window starts at a sentence start ...
         assert a.end - b.start >= 12  # ... without giving up the overlap
@@ -137,8 +138,8 @@ def _doc_words(n: int, seed: int = 0) -> list[str]:
 
 def _cells(result) -> dict:
     return {
-        (s, e, l): p
-        for s, e, l, p in zip(
+        (s, e, lab): p
+        for s, e, lab, p in zip(
             result.starts.tolist(),
             result.ends.tolist(),
             result.labels.tolist(),
@@ -159,7 +160,7 @@ def long_doc(ours):
 
 
 def test_long_document_every_cell_scored_once(long_doc, ours):
-    words, predictor, result = long_doc
+    words, _predictor, result = long_doc
     n, K = len(words), ours.config.max_width
     assert result.num_windows > 10
     cells = list(zip(result.starts.tolist(), result.ends.tolist(), result.labels.tolist()))
@@ -245,7 +246,9 @@ def test_span_straddling_a_window_cut_found_once(long_doc, ours):
     decoded = [s for s in above.decode(False, True) if s[:3] == (mid, mid, 0)]
     assert len(decoded) == 1
     flat = above.decode(True, False)
-    assert all(x[1] < y[0] for x, y in zip(flat, flat[1:]))  # flat decoding: no overlaps anywhere
+    assert all(
+        x[1] < y[0] for x, y in itertools.pairwise(flat)
+    )  # flat decoding: no overlaps anywhere
 
 
 def test_long_label_prompts_shrink_windows_to_the_budget(ours):
@@ -390,9 +393,9 @@ def test_window_words_caps_windows_and_still_scores_every_cell(ours):
         ]
     )
     owned = owned_cells(windows[0], 3, n, K)
-    for (s, e, l), p in alone.items():
+    for (s, e, lab), p in alone.items():
         if owned[s, e - s]:
-            assert abs(cells[(s + w.start, e + w.start, l)] - p) < 1e-5
+            assert abs(cells[(s + w.start, e + w.start, lab)] - p) < 1e-5
 
 
 def test_window_words_must_exceed_the_overlap(ours):
