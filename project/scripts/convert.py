@@ -5,7 +5,7 @@ import random
 from pathlib import Path
 
 import srsly
-from spacy.tokens import DocBin
+from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 
 from spacy_gliner import register_doc_extensions
@@ -40,6 +40,26 @@ def dataset_labels(data_dir: Path, name: str) -> list[str]:
     return sorted({names.get(label, label) for label in meta["labels"]})
 
 
+def mix_pairs(train: list, general: set[int], n: int, rng: random.Random) -> list:
+    """Replace ``n`` general-domain sentences (``id`` in ``general``) and ``n`` other-domain ones
+    by ``n`` two-sentence Docs (random order) whose label set is the union of both datasets'
+    labels: the model then sees e.g. location and chemical in one prompt, each with its true
+    spans, and learns to tell them apart (not only person from location, chemical from disease).
+    """
+    gen = [d for d in train if id(d) in general]
+    other = [d for d in train if id(d) not in general]
+    n = min(n, len(gen), len(other))
+    a, b = rng.sample(gen, n), rng.sample(other, n)
+    used = {id(d) for d in a + b}
+    pairs = []
+    for x, y in zip(a, b):
+        first, second = (x, y) if rng.random() < 0.5 else (y, x)
+        doc = Doc.from_docs([first, second], exclude=["user_data"])
+        doc._.gliner_negatives = sorted(set(x._.gliner_negatives) | set(y._.gliner_negatives))
+        pairs.append(doc)
+    return [d for d in train if id(d) not in used] + pairs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("data_dir", type=Path)
@@ -69,6 +89,14 @@ def main() -> None:
         default=100,
         help="per training set in corpus/dev.spacy (spacy train's evaluation), demo recipe only",
     )
+    parser.add_argument(
+        "--mix-pairs",
+        type=int,
+        default=0,
+        help="join this many pairs (a sentence of a --general-sets dataset + one of another "
+        "training set) into one training Doc with both datasets' labels (demo recipe only)",
+    )
+    parser.add_argument("--general-sets", default="conll2003,wnut17")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     full = args.recipe == "full"
@@ -80,6 +108,7 @@ def main() -> None:
     register_doc_extensions()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     train, dev = [], []
+    dataset_of: dict[int, str] = {}  # id(doc) -> its dataset
     train_sets = args.train_sets if full or not args.demo_train_sets else args.demo_train_sets
     for name in filter(None, train_sets.split(",")):
         limit = limits.get(name, args.train_limit)
@@ -90,11 +119,16 @@ def main() -> None:
         negatives = dataset_labels(args.data_dir, name)
         for doc in docs:
             doc._.gliner_negatives = negatives
+            dataset_of[id(doc)] = name
         train += docs
         dev += load(args.data_dir, name, "dev", vocab, 0 if full else args.dev_limit)
     if args.train_sets and not train:
         raise SystemExit("The training mixture is empty.")
-    random.Random(args.seed).shuffle(train)
+    rng = random.Random(args.seed)
+    if args.mix_pairs and not full:
+        general = {id(d) for d in train if dataset_of[id(d)] in args.general_sets.split(",")}
+        train = mix_pairs(train, general, args.mix_pairs, rng)
+    rng.shuffle(train)
     if train:
         DocBin(docs=train, store_user_data=True).to_disk(args.out_dir / "train.spacy")
         DocBin(docs=dev).to_disk(args.out_dir / "dev.spacy")
