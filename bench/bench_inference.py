@@ -1066,7 +1066,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         report["precision"] = precision_rows(
             checkpoint, shorts, labels, t_short,
             lambda **settings: our_nlp(checkpoint, labels, t_short, args.rows, **{**run, **settings}),
-            doc_from_words, timed, short_words, args.repeats, args.threads,
+            doc_from_words, short_words, args.repeats, args.threads,
             Path(tempfile.mkdtemp(prefix="bench-gliner-onnx-")),
         )  # fmt: skip
         print_rows(report["precision"])
