@@ -3,6 +3,7 @@ runtime; ``test_onnx_pipe.py``: the spaCy component on it)."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 
 import numpy as np
@@ -110,3 +111,20 @@ def conflicting_ties(result) -> bool:
                 return True
             j += 1
     return False
+
+
+# Prepended to a subprocess script: importing torch or transformers raises ImportError there, as
+# in an environment where they are not installed.
+NO_TORCH = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class NoTorch(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.partition(".")[0] in ("torch", "transformers"):
+                raise ImportError(f"{name} is blocked in this test")
+            return None
+
+    sys.meta_path.insert(0, NoTorch())
+    """
+)

@@ -22,7 +22,16 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from onnx_helpers import LABELS, LONG, TEXTS, TOL, assert_same_results, gap_threshold, words_of
+from onnx_helpers import (
+    LABELS,
+    LONG,
+    NO_TORCH,
+    TEXTS,
+    TOL,
+    assert_same_results,
+    gap_threshold,
+    words_of,
+)
 
 from spacy_gliner import GLiNER, GLiNERConfig, OnnxGLiNER
 from spacy_gliner.engine import EngineOptions, LabelSet
@@ -151,17 +160,9 @@ def test_json_tokenizer_builds_the_same_ids(reference_checkpoint, tmp_path, enco
         np.testing.assert_array_equal(got[key], want[key])
 
 
-BLOCKER = textwrap.dedent(
+BLOCKER = NO_TORCH + textwrap.dedent(
     """
-    import importlib.abc, json, sys
-
-    class NoTorch(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.partition(".")[0] in ("torch", "transformers"):
-                raise ImportError(f"{name} is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, NoTorch())
+    import json, sys
     from spacy_gliner import OnnxGLiNER
 
     model = OnnxGLiNER.from_pretrained(sys.argv[1])

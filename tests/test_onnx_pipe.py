@@ -24,7 +24,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 import spacy
-from onnx_helpers import LABELS, LONG, TEXTS, TOL, assert_same_results, gap_threshold
+from onnx_helpers import LABELS, LONG, NO_TORCH, TEXTS, TOL, assert_same_results, gap_threshold
 from spacy.training import Example
 
 from spacy_gliner import GLiNER
@@ -207,17 +207,9 @@ def test_command_line_on_a_saved_onnx_pipeline(exported, tmp_path, capsys):
     assert "ONNX export" in err and str(tmp_path / "pipeline" / "gliner" / "onnx") in err
 
 
-BLOCKER = textwrap.dedent(
+BLOCKER = NO_TORCH + textwrap.dedent(
     """
-    import importlib.abc, json, sys
-
-    class NoTorch(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.partition(".")[0] in ("torch", "transformers"):
-                raise ImportError(f"{name} is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, NoTorch())
+    import json, sys
     import spacy
 
     directory, saved, texts, labels, threshold = json.loads(sys.argv[1])
