@@ -8,6 +8,7 @@ more than entity extraction).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Optional, Union
 
@@ -21,10 +22,14 @@ from .docs import doc_words
 from .progress import Progress
 from .relations import Result, annotate_doc
 from .relations import relation_set as relation_settings
-from .settings import RUNTIME_SETTINGS, plain, validate
+from .settings import RUNTIME_SETTINGS, engine_options, plain, validate
 from .settings import thresholds as per_label_thresholds
 
 LabelsArg = Union[Sequence[str], dict[str, str]]
+
+
+# Guards lazy engine creation (module-level: a pipe must stay picklable).
+_ENGINE_LOCK = threading.RLock()
 
 
 class InferencePipe(Pipe):
@@ -58,7 +63,17 @@ class InferencePipe(Pipe):
 
     @property
     def engine(self) -> Any:
-        """The engine of the loaded model with this pipe's settings (loads the model if needed)."""
+        """The engine of the loaded model with this pipe's settings (loads the model if needed;
+        one per model and settings, shared by every call and thread)."""
+        if self._engine is None:
+            with _ENGINE_LOCK:
+                if self._engine is None:
+                    options = engine_options(self.cfg, self.runtime)
+                    self._engine = self._model().engine(options)
+        return self._engine
+
+    def _model(self) -> Any:
+        """The loaded model (``GLiNER`` or ``OnnxGLiNER``), loaded now if it is not yet."""
         raise NotImplementedError
 
     def _loaded(self) -> bool:

@@ -128,15 +128,8 @@ class OnnxGLiNERPipe(InferencePipe):
         self._validate()
         self._set_onnx(self.onnx)
 
-    @property
-    def engine(self) -> EngineCore:
-        """The engine of the loaded export with this component's settings (shared by every
-        call and thread)."""
-        if self._engine is None:
-            with _LOCK:
-                if self._engine is None:
-                    self._engine = self.onnx.engine(engine_options(self.cfg, self.runtime))
-        return self._engine
+    def _model(self) -> OnnxGLiNER:
+        return self.onnx
 
     # ---------------------------------------------------------------- training: not here
     def initialize(

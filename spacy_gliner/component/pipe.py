@@ -122,15 +122,8 @@ class GLiNERPipe(InferencePipe, TrainablePipe):
         self._validate()
         self.set_gliner(self.gliner)
 
-    @property
-    def engine(self) -> Engine:
-        """The inference engine of the loaded model with this component's settings (one per
-        model and settings, shared by every call and thread)."""
-        if self._engine is None:
-            with _LOCK:
-                if self._engine is None:
-                    self._engine = self.gliner.engine(engine_options(self.cfg))
-        return self._engine
+    def _model(self) -> Any:
+        return self.gliner
 
     def _find(
         self,
