@@ -75,13 +75,24 @@ def load_texts(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
 
 def our_systems(
-    checkpoint: Path, texts: list[str], labels: list[str], threshold: float, device: str
+    checkpoint: Path,
+    texts: list[str],
+    labels: list[str],
+    threshold: float,
+    device: str,
+    compiled: bool,
 ) -> dict[str, tuple[Callable[[], Any], set]]:
-    """Row name -> (timed run, entities on the reference's words)."""
-    import spacy_gliner  # noqa: F401  (registers the factory where the package is not installed)
-
+    """Row name -> (timed run, entities on the reference's words). With ``compiled`` only the
+    float32 default row (the agreement baseline) and the float16 rows at batch_size default
+    and 128."""
     systems = {}
     for dtype, rows in OUR_ROWS:
+        if compiled and (dtype, rows) not in (
+            ("float32", None),
+            ("float16", None),
+            ("float16", 128),
+        ):
+            continue
         if device == "cpu" and dtype == "float16":
             continue  # (a smoke run on CPU: float16 is GPU-only)
         nlp = our_nlp(checkpoint, labels, threshold, rows, device=device, dtype=dtype)
@@ -93,15 +104,31 @@ def our_systems(
 
 
 def reference_systems(
-    checkpoint: Path, texts: list[str], labels: list[str], threshold: float, device: str
+    checkpoint: Path,
+    texts: list[str],
+    labels: list[str],
+    threshold: float,
+    device: str,
+    compiled_rows: bool,
 ) -> tuple[dict[str, tuple[Callable[[], Any], set]], dict[str, float]]:
-    """Row name -> (timed run, entities); and each compiled row's first (compiling) call in s."""
+    """Row name -> (timed run, entities); and each row's first (with ``compile()``: compiling)
+    call in s. ``compiled_rows``: the compiled rows and the float32 / float16 rows beside them;
+    else the rows without ``compile()``."""
     from gliner import GLiNER as RefGLiNER
 
     systems, first_call = {}, {}
     models: dict[tuple[str, bool], Any] = {}
     for dtype, batch, compiled in REFERENCE_ROWS:
         if device == "cpu" and dtype == "float16":
+            continue
+        if (
+            compiled_rows
+            and not compiled
+            and (dtype, batch) != ("float32", 8)
+            and dtype != "float16"
+        ):
+            continue
+        if compiled and not compiled_rows:
             continue
         if (dtype, compiled) not in models:
             model = RefGLiNER.from_pretrained(
@@ -177,7 +204,7 @@ def print_rows(rows: dict[str, dict[str, Any]], base: str) -> None:
             f"{name:40s} {row['words_per_s']:9,.0f} "
             f"{row['words_per_s'] / rows[base]['words_per_s']:6.2f}x {row['entities']:8d} "
             f"{row['agreement_reference_fp32']:7.1%} {row['agreement_ours_fp32']:7.1%}"
-            + (f"  (first call {row['first_call_s']:.0f} s)" if "first_call_s" in row else ""),
+            + (f"  (first call {row['first_call_s']:.1f} s)" if "first_call_s" in row else ""),
             flush=True,
         )
 
@@ -194,23 +221,28 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds; best kept")
     ap.add_argument("--skip-reference", action="store_true")
     ap.add_argument("--device", default="cuda", help="torch device (cpu: a smoke run)")
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="the reference's compile() rows, beside its float16 rows, its float32 batch-8 row "
+        "and this component's float16 rows (without: every row but the compiled ones)",
+    )
     ap.add_argument("--out", type=Path, help="write all numbers as JSON here")
     args = ap.parse_args(argv)
     texts, labels = load_texts(args)
     words = sum(len(WORD_RE.findall(t)) for t in texts)
     report: dict[str, Any] = {"environment": environment(), "texts": len(texts), "words": words}
     print(json.dumps(report), flush=True)
-    systems = our_systems(args.checkpoint, texts, labels, args.threshold, args.device)
+    systems = our_systems(args.checkpoint, texts, labels, args.threshold, args.device, args.compile)
     first_call: dict[str, float] = {}
     if not args.skip_reference:
         ref, first_call = reference_systems(
-            args.checkpoint, texts, labels, args.threshold, args.device
+            args.checkpoint, texts, labels, args.threshold, args.device, args.compile
         )
         systems.update(ref)
     rows = measure(systems, words, args.repeats)
     for name, seconds in first_call.items():
-        if "compile" in name:
-            rows[name]["first_call_s"] = seconds
+        rows[name]["first_call_s"] = seconds
     report["rows"] = rows
     base = "reference float32, batch 8"
     print_rows(rows, base if base in rows else next(iter(rows)))
