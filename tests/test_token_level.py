@@ -324,3 +324,21 @@ def test_new_token_model_saved_by_us_loads_in_the_reference(bert_dir, tmp_path):
     mine = Engine(ours).span_probabilities([_words(t) for t in texts], [LABELS] * len(texts))
     for text, r, o in zip(texts, _ref_probs(ref, texts, LABELS), mine):
         _assert_close(r, o, f"saved by us: {text!r}")
+
+
+def test_scorer_on_real_words_only_equals_the_full_scorer():
+    """In inference the scorer computes only real words' cells (``word_mask``): the same logits
+    as the full computation there, ``-inf`` on padding words."""
+    import torch
+
+    from spacy_gliner.model.token_model import TokenScorer
+
+    torch.manual_seed(0)
+    scorer = TokenScorer(16, 0.0).eval()
+    words, labels = torch.randn(3, 7, 16), torch.randn(3, 4, 16)
+    mask = torch.arange(7)[None, :] < torch.tensor([[7], [2], [5]])
+    with torch.inference_mode():
+        full, compact = scorer(words, labels), scorer(words, labels, mask)
+    assert compact.shape == full.shape == (3, 7, 4, 3)
+    assert torch.allclose(compact[mask], full[mask], atol=1e-6)
+    assert torch.isneginf(compact[~mask]).all()

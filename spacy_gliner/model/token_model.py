@@ -38,19 +38,42 @@ class TokenScorer(nn.Module):
             nn.Linear(hidden_size * 4, 3),
         )
 
-    def forward(self, words: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, W, C, 3]`` from word vectors ``[B, W, D]`` and label vectors ``[B, C, D]``."""
+    def forward(
+        self, words: torch.Tensor, labels: torch.Tensor, word_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits ``[B, W, C, 3]`` from word vectors ``[B, W, D]`` and label vectors ``[B, C, D]``.
+
+        With ``word_mask`` ``[B, W]`` (True for real words) only real words' cells are computed
+        (equal to the full computation's, up to float rounding; ``tests/test_token_level.py``);
+        the padding words' cells hold ``-inf``."""
         dim = words.size(-1)
-        t0, t1 = self.proj_token(words).split(dim, dim=-1)  # [B, W, D] each
         l0, l1 = self.proj_label(labels).split(dim, dim=-1)  # [B, C, D] each
         first: nn.Linear = self.out_mlp[0]  # type: ignore[assignment]
+        label_part = F.linear(l0, first.weight[:, dim : 2 * dim])  # [B, C, 4D]
+        if word_mask is None:
+            t0, t1 = self.proj_token(words).split(dim, dim=-1)  # [B, W, D] each
+            return self._cells(
+                t0.unsqueeze(2), t1.unsqueeze(2), label_part.unsqueeze(1), l1.unsqueeze(1)
+            )
+        rows, cols = word_mask.nonzero(as_tuple=True)  # the N real words
+        t0, t1 = self.proj_token(words[rows, cols]).split(dim, dim=-1)  # [N, D] each
+        cells = self._cells(t0.unsqueeze(1), t1.unsqueeze(1), label_part[rows], l1[rows])
+        logits = cells.new_full((*word_mask.shape, labels.size(1), 3), float("-inf"))
+        logits[rows, cols] = cells  # [N, C, 3] into [B, W, C, 3]
+        return logits
+
+    def _cells(
+        self, t0: torch.Tensor, t1: torch.Tensor, label_part: torch.Tensor, l1: torch.Tensor
+    ) -> torch.Tensor:
+        """Logits ``[..., C, 3]`` of word parts ``t0``, ``t1`` ``[..., 1, D]`` with label parts
+        ``label_part`` ``[..., C, 4D]`` and ``l1`` ``[..., C, D]`` (broadcast over ``...``)."""
+        dim = t0.size(-1)
+        first: nn.Linear = self.out_mlp[0]  # type: ignore[assignment]
         weight = first.weight  # [4D, 3D]
-        word_part = F.linear(t0, weight[:, :dim], first.bias)  # [B, W, 4D]
-        label_part = F.linear(l0, weight[:, dim : 2 * dim])  # [B, C, 4D]
-        product = t1.unsqueeze(2) * l1.unsqueeze(1)  # [B, W, C, D]
-        hidden = F.linear(product, weight[:, 2 * dim :])  # [B, W, C, 4D]
-        hidden += word_part.unsqueeze(2)  # in place: the largest tensor of the head
-        hidden += label_part.unsqueeze(1)
+        word_part = F.linear(t0, weight[:, :dim], first.bias)  # [..., 1, 4D]
+        hidden = F.linear(t1 * l1, weight[:, 2 * dim :])  # [..., C, 4D]
+        hidden += word_part  # in place: the largest tensor of the head
+        hidden += label_part
         hidden = torch.relu_(self.out_mlp[1](hidden))  # Dropout, ReLU
         return self.out_mlp[3](hidden)
 
@@ -78,8 +101,13 @@ class TokenModel(WordsAndPrompts):
         prompts: torch.Tensor,
         workspace: Workspace | None = None,
     ) -> torch.Tensor:
-        """The family's head on :meth:`encode`'s output: logits [B, W, C, 3] (``forward``'s)."""
-        return self.scorer(words, prompts)
+        """The family's head on :meth:`encode`'s output: logits [B, W, C, 3] (``forward``'s).
+
+        In inference (eval mode, not tracing an export), only real words' cells are computed
+        (padding words' cells hold ``-inf``); in training, every cell as the reference does."""
+        if self.training or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return self.scorer(words, prompts)
+        return self.scorer(words, prompts, word_mask)
 
     def entity_vectors(
         self,
