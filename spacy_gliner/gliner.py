@@ -189,9 +189,7 @@ class GLiNER(ModelFiles):
 
 
 def _options(batch_size: int | None, dtype: Any = None) -> EngineOptions:
-    """Engine options with ``EngineOptions``' default batch size unless one is given."""
-    if batch_size is None:
-        return EngineOptions(dtype=dtype)
+    """Engine options (``batch_size`` None: the engine's default for the model's device)."""
     return EngineOptions(batch_size=batch_size, dtype=dtype)
 
 

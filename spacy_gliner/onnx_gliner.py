@@ -119,7 +119,7 @@ class OnnxGLiNER:
             texts = [texts]
         label_set = LabelSet.from_labels(labels)
         splits = [split_words(t) for t in texts]
-        options = EngineOptions() if batch_size is None else EngineOptions(batch_size=batch_size)
+        options = EngineOptions(batch_size=batch_size)
         words = [[w for w, _, _ in split] for split in splits]
         results = self.engine(options)(words, label_set, thresholds=threshold)
         return [

@@ -292,3 +292,15 @@ def test_long_calls_log_progress(ours, monkeypatch, caplog):
     assert progress[-1].startswith("GLiNER: 5 of 5 windows x label groups scored (100%)")
     summary = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
     assert any("5 texts, 5 windows, 1 label group(s), 3 encoder batches" in m for m in summary)
+
+
+def test_default_batch_size_is_32_rows_on_cpu(default_checkpoint):
+    """Unset, ``batch_size`` is 32 rows on CPU (128 on a GPU: tests/test_gpu.py), for the engine
+    and the component; a set value is kept."""
+    gliner = GLiNER.from_pretrained(default_checkpoint)
+    assert Engine(gliner).batch_size == 32
+    assert Engine(gliner, EngineOptions(batch_size=5)).batch_size == 5
+    nlp = _nlp(default_checkpoint, 0.5)
+    assert nlp.get_pipe("gliner").cfg["batch_size"] is None
+    assert nlp.get_pipe("gliner").engine.batch_size == 32
+    assert _nlp(default_checkpoint, 0.5, batch_size=7).get_pipe("gliner").engine.batch_size == 7

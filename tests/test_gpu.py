@@ -64,6 +64,10 @@ def test_gpu_scores_match_cpu(default_checkpoint, cpu_results, dtype, tol):
         assert diff.max() < tol
 
 
+def test_default_batch_size_is_128_rows_on_gpu(default_checkpoint):
+    assert Engine(GLiNER.from_pretrained(default_checkpoint).to("cuda")).batch_size == 128
+
+
 def test_pipeline_on_gpu_gives_the_cpu_entities(default_checkpoint, cpu_results):
     texts = [" ".join(words) for words in _texts()]
     scores = np.concatenate([r.scores for r in cpu_results])

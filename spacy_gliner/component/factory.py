@@ -32,7 +32,7 @@ def make_gliner(
     nlp: Language, name: str, model: Union[Model, str, None], runtime: str, labels: Labels,
     relations: Labels, threshold: Union[float, dict[str, float]],
     adjacency_threshold: Optional[float], relation_threshold: Optional[float], flat_ner: bool,
-    multi_label: bool, spans_key: Optional[str], ents: str, batch_size: int,
+    multi_label: bool, spans_key: Optional[str], ents: str, batch_size: Optional[int],
     window_overlap: Optional[int], window_words: Optional[int],
     max_labels_per_pass: Optional[int], device: Optional[str], dtype: Optional[str],
     cache_dir: Optional[str], use_generated_labels: bool, return_vectors: bool,

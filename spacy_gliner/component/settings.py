@@ -38,7 +38,7 @@ INFERENCE_DEFAULTS: dict[str, Any] = {
     "multi_label": False,
     "spans_key": "sc",
     "ents": "overwrite",
-    "batch_size": EngineOptions.batch_size,  # the engine's default: one place for both
+    "batch_size": None,  # the engine's default (32 on CPU, 128 on a GPU): one place for both
     "window_overlap": None,
     "window_words": None,
     "max_labels_per_pass": None,

@@ -43,6 +43,10 @@ BI_ENCODER_LABELS_PER_PASS = 256
 # memory on long documents) and GPU (fewer, larger calls: GPU inference is per-call bound).
 CPU_BATCH_WINDOWS = 4
 GPU_BATCH_WINDOWS = 32
+# Default rows (window x label group) per encoder call: CPU (bench/README.md "Defaults") and GPU
+# (per-call bound: 128 rows ran 1.7x the words/s of 32 on an H200, bench/README.md "bench_gpu.py").
+CPU_BATCH_ROWS = 32
+GPU_BATCH_ROWS = 128
 # A call that runs longer logs its progress (INFO) this often.
 PROGRESS_SECONDS = 10.0
 MAX_CACHED_PLANS = 16
@@ -53,8 +57,8 @@ _PLANS_LOCK = threading.Lock()  # module-level: engines stay picklable
 class EngineOptions:
     """How an engine batches and windows (validated by :class:`EngineCore`).
 
-    ``batch_size``: most rows (window x label group) per encoder call; its default here is the
-    default of the component and of ``GLiNER.inference`` (on a GPU, 64-128 run faster).
+    ``batch_size``: most rows (window x label group) per encoder call (default, also the
+    component's and ``GLiNER.inference``'s: 32 on CPU, 128 on a GPU).
     ``max_batch_tokens``: most padded sub-tokens per call (default 4 encoder windows on CPU, which
     also bounds the activation memory of long documents; 32 on a GPU). ``window_overlap``:
     words shared by consecutive windows (default ``2 * max_width``, never below ``max_width``).
@@ -67,7 +71,7 @@ class EngineOptions:
     weights' own (see ``engine_dtype``).
     """
 
-    batch_size: int = 32  # bench/defaults_sweep.py; bench/README.md "Defaults"
+    batch_size: int | None = None  # CPU_BATCH_ROWS / GPU_BATCH_ROWS
     window_overlap: int | None = None
     window_words: int | None = None
     max_labels_per_pass: int | None = None
@@ -136,7 +140,9 @@ class EngineCore:
         self.is_bi_encoder = bool(config.is_bi_encoder)
         # "span" ([B, W, K, C] probabilities) or "token" ([B, W, C, 3]).
         self.output = output
-        self.batch_size = _positive("batch_size", options.batch_size)
+        rows = options.batch_size
+        default_rows = CPU_BATCH_ROWS if on_cpu else GPU_BATCH_ROWS
+        self.batch_size = default_rows if rows is None else _positive("batch_size", rows)
         overlap = options.window_overlap
         self.overlap = max(
             config.max_width, int(overlap if overlap is not None else 2 * config.max_width)
