@@ -41,23 +41,29 @@ def dataset_labels(data_dir: Path, name: str) -> list[str]:
 
 
 def mix_pairs(
-    train: list, general: set[int], n: int, rng: random.Random, prefer: frozenset = frozenset()
+    train: list,
+    general: set[int],
+    n: int,
+    rng: random.Random,
+    prefer: frozenset = frozenset(),
+    share: float = 1.0,
 ) -> list:
     """Replace ``n`` general-domain sentences (``id`` in ``general``) and ``n`` other-domain ones
     by ``n`` two-sentence Docs (random order) whose label set is the union of both datasets'
     labels: the model then sees e.g. location and chemical in one prompt, each with its true
     spans, and learns to tell them apart (not only person from location, chemical from disease).
-    General sentences holding an entity labelled in ``prefer`` are drawn first (e.g.
-    organization: an organization then meets chemical in one prompt, as a negative for it).
-    The corpus keeps the same sentences either way; only which ones are joined changes.
+    Up to ``share`` x ``n`` of the general sentences are drawn from those holding an entity
+    labelled in ``prefer`` (e.g. organization: an organization then meets chemical in one
+    prompt, as a negative for it), the rest from all others. The corpus keeps the same
+    sentences either way; only which ones are joined changes.
     """
     gen = [d for d in train if id(d) in general]
     other = [d for d in train if id(d) not in general]
     n = min(n, len(gen), len(other))
     if prefer:
-        first = [d for d in gen if any(e.label_ in prefer for e in d.ents)]
+        preferred = [d for d in gen if any(e.label_ in prefer for e in d.ents)]
         rest = [d for d in gen if not any(e.label_ in prefer for e in d.ents)]
-        a = rng.sample(first, min(n, len(first)))
+        a = rng.sample(preferred, min(round(share * n), len(preferred)))
         a += rng.sample(rest, n - len(a))
         b = rng.sample(other, n)
     else:
@@ -114,6 +120,12 @@ def main() -> None:
         default="",
         help="labels (prompt names): general sentences with such an entity are joined first",
     )
+    parser.add_argument(
+        "--mix-prefer-share",
+        type=float,
+        default=1.0,
+        help="at most this fraction of the joined general sentences is drawn from --mix-prefer",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     full = args.recipe == "full"
@@ -145,7 +157,7 @@ def main() -> None:
     if args.mix_pairs and not full:
         general = {id(d) for d in train if dataset_of[id(d)] in args.general_sets.split(",")}
         prefer = frozenset(filter(None, args.mix_prefer.split(",")))
-        train = mix_pairs(train, general, args.mix_pairs, rng, prefer)
+        train = mix_pairs(train, general, args.mix_pairs, rng, prefer, args.mix_prefer_share)
     rng.shuffle(train)
     if train:
         DocBin(docs=train, store_user_data=True).to_disk(args.out_dir / "train.spacy")
