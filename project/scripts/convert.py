@@ -40,16 +40,34 @@ def dataset_labels(data_dir: Path, name: str) -> list[str]:
     return sorted({names.get(label, label) for label in meta["labels"]})
 
 
-def mix_pairs(train: list, general: set[int], n: int, rng: random.Random) -> list:
+def mix_pairs(
+    train: list,
+    general: set[int],
+    n: int,
+    rng: random.Random,
+    prefer: frozenset = frozenset(),
+    share: float = 1.0,
+) -> list:
     """Replace ``n`` general-domain sentences (``id`` in ``general``) and ``n`` other-domain ones
     by ``n`` two-sentence Docs (random order) whose label set is the union of both datasets'
     labels: the model then sees e.g. location and chemical in one prompt, each with its true
     spans, and learns to tell them apart (not only person from location, chemical from disease).
+    Up to ``share`` x ``n`` of the general sentences are drawn from those holding an entity
+    labelled in ``prefer`` (e.g. organization: an organization then meets chemical in one
+    prompt, as a negative for it), the rest from all others. The corpus keeps the same
+    sentences either way; only which ones are joined changes.
     """
     gen = [d for d in train if id(d) in general]
     other = [d for d in train if id(d) not in general]
     n = min(n, len(gen), len(other))
-    a, b = rng.sample(gen, n), rng.sample(other, n)
+    if prefer:
+        preferred = [d for d in gen if any(e.label_ in prefer for e in d.ents)]
+        rest = [d for d in gen if not any(e.label_ in prefer for e in d.ents)]
+        a = rng.sample(preferred, min(round(share * n), len(preferred)))
+        a += rng.sample(rest, n - len(a))
+        b = rng.sample(other, n)
+    else:
+        a, b = rng.sample(gen, n), rng.sample(other, n)
     used = {id(d) for d in a + b}
     pairs = []
     for x, y in zip(a, b):
@@ -97,6 +115,17 @@ def main() -> None:
         "training set) into one training Doc with both datasets' labels (demo recipe only)",
     )
     parser.add_argument("--general-sets", default="conll2003,wnut17")
+    parser.add_argument(
+        "--mix-prefer",
+        default="",
+        help="labels (prompt names): general sentences with such an entity are joined first",
+    )
+    parser.add_argument(
+        "--mix-prefer-share",
+        type=float,
+        default=1.0,
+        help="at most this fraction of the joined general sentences is drawn from --mix-prefer",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     full = args.recipe == "full"
@@ -127,7 +156,8 @@ def main() -> None:
     rng = random.Random(args.seed)
     if args.mix_pairs and not full:
         general = {id(d) for d in train if dataset_of[id(d)] in args.general_sets.split(",")}
-        train = mix_pairs(train, general, args.mix_pairs, rng)
+        prefer = frozenset(filter(None, args.mix_prefer.split(",")))
+        train = mix_pairs(train, general, args.mix_pairs, rng, prefer, args.mix_prefer_share)
     rng.shuffle(train)
     if train:
         DocBin(docs=train, store_user_data=True).to_disk(args.out_dir / "train.spacy")
