@@ -93,7 +93,7 @@ class GLiNER(ModelFiles):
             texts = [texts]  # as the reference does; iterating a str would score characters
         label_set = LabelSet.from_labels(labels)
         splits = [_split(t) for t in texts]
-        engine = self.engine(_options(batch_size, engine_dtype(dtype)))
+        engine = self.engine(EngineOptions(batch_size=batch_size, dtype=engine_dtype(dtype)))
         words = [[w for w, _, _ in split] for split in splits]
         vectors = return_vectors or return_label_vectors
         if vectors:
@@ -162,7 +162,7 @@ class GLiNER(ModelFiles):
             texts = [texts]
         label_set, relation_set = LabelSet.from_labels(labels), _relation_set(relations)
         splits = [_split(t) for t in texts]
-        engine = RelationEngine(self.engine(_options(batch_size)))
+        engine = RelationEngine(self.engine(EngineOptions(batch_size=batch_size)))
         results = engine(
             [[w for w, _, _ in split] for split in splits],
             label_set,
@@ -186,11 +186,6 @@ class GLiNER(ModelFiles):
             ]
             output.append((ents, rels))
         return output
-
-
-def _options(batch_size: int | None, dtype: Any = None) -> EngineOptions:
-    """Engine options (``batch_size`` None: the engine's default for the model's device)."""
-    return EngineOptions(batch_size=batch_size, dtype=dtype)
 
 
 _split = split_words
