@@ -60,14 +60,11 @@ def mix_pairs(
     gen = [d for d in train if id(d) in general]
     other = [d for d in train if id(d) not in general]
     n = min(n, len(gen), len(other))
-    if prefer:
-        preferred = [d for d in gen if any(e.label_ in prefer for e in d.ents)]
-        rest = [d for d in gen if not any(e.label_ in prefer for e in d.ents)]
-        a = rng.sample(preferred, min(round(share * n), len(preferred)))
-        a += rng.sample(rest, n - len(a))
-        b = rng.sample(other, n)
-    else:
-        a, b = rng.sample(gen, n), rng.sample(other, n)
+    holds = [any(e.label_ in prefer for e in d.ents) for d in gen]  # all False without prefer
+    preferred = [d for d, h in zip(gen, holds) if h]
+    a = rng.sample(preferred, min(round(share * n), len(preferred)))
+    a += rng.sample([d for d, h in zip(gen, holds) if not h], n - len(a))
+    b = rng.sample(other, n)
     used = {id(d) for d in a + b}
     pairs = []
     for x, y in zip(a, b):
