@@ -46,23 +46,36 @@ from bench_inference import (
 )
 from precision_rows import agreement, doc_entities, reference_entities
 
-OUR_ROWS = (  # (dtype, batch_size or None for the component's default)
-    ("float16", None),
-    ("float16", 64),
-    ("float16", 128),
-    ("float16", 256),
-    ("bfloat16", 128),
-    ("float32", None),
-    ("float32", 128),
-)
-REFERENCE_ROWS = (  # (dtype, batch size, compiled)
-    ("float32", 8, False),
-    ("float32", 32, False),
-    ("float16", 8, False),
-    ("float16", 32, False),
-    ("float16", 8, True),
-    ("float16", 32, True),
-)
+# Rows of a run, and of a --compile run: ours (dtype, batch_size or None for the component's
+# default); the reference's (dtype, batch size, compiled). Our float32 default row and the
+# reference's float32 batch-8 row are the agreement baselines of both runs.
+OUR_ROWS = {
+    False: (
+        ("float16", None),
+        ("float16", 64),
+        ("float16", 128),
+        ("float16", 256),
+        ("bfloat16", 128),
+        ("float32", None),
+        ("float32", 128),
+    ),
+    True: (("float16", None), ("float16", 128), ("float32", None)),
+}
+REFERENCE_ROWS = {
+    False: (
+        ("float32", 8, False),
+        ("float32", 32, False),
+        ("float16", 8, False),
+        ("float16", 32, False),
+    ),
+    True: (
+        ("float32", 8, False),
+        ("float16", 8, False),
+        ("float16", 32, False),
+        ("float16", 8, True),
+        ("float16", 32, True),
+    ),
+}
 
 
 def load_texts(args: argparse.Namespace) -> tuple[list[str], list[str]]:
@@ -82,17 +95,9 @@ def our_systems(
     device: str,
     compiled: bool,
 ) -> dict[str, tuple[Callable[[], Any], set]]:
-    """Row name -> (timed run, entities on the reference's words). With ``compiled`` only the
-    float32 default row (the agreement baseline) and the float16 rows at batch_size default
-    and 128."""
+    """Row name -> (timed run, entities on the reference's words), for ``OUR_ROWS[compiled]``."""
     systems = {}
-    for dtype, rows in OUR_ROWS:
-        if compiled and (dtype, rows) not in (
-            ("float32", None),
-            ("float16", None),
-            ("float16", 128),
-        ):
-            continue
+    for dtype, rows in OUR_ROWS[compiled]:
         if device == "cpu" and dtype == "float16":
             continue  # (a smoke run on CPU: float16 is GPU-only)
         nlp = our_nlp(checkpoint, labels, threshold, rows, device=device, dtype=dtype)
@@ -111,24 +116,14 @@ def reference_systems(
     device: str,
     compiled_rows: bool,
 ) -> tuple[dict[str, tuple[Callable[[], Any], set]], dict[str, float]]:
-    """Row name -> (timed run, entities); and each row's first (with ``compile()``: compiling)
-    call in s. ``compiled_rows``: the compiled rows and the float32 / float16 rows beside them;
-    else the rows without ``compile()``."""
+    """Row name -> (timed run, entities), for ``REFERENCE_ROWS[compiled_rows]``; and each row's
+    first (with ``compile()``: compiling) call in s."""
     from gliner import GLiNER as RefGLiNER
 
     systems, first_call = {}, {}
     models: dict[tuple[str, bool], Any] = {}
-    for dtype, batch, compiled in REFERENCE_ROWS:
+    for dtype, batch, compiled in REFERENCE_ROWS[compiled_rows]:
         if device == "cpu" and dtype == "float16":
-            continue
-        if (
-            compiled_rows
-            and not compiled
-            and (dtype, batch) != ("float32", 8)
-            and dtype != "float16"
-        ):
-            continue
-        if compiled and not compiled_rows:
             continue
         if (dtype, compiled) not in models:
             model = RefGLiNER.from_pretrained(
