@@ -181,7 +181,6 @@ def test_int8_copy_quantizes_the_linear_layers_it_should(default_checkpoint):
     """Kept in float32: the encoder's value projections (accuracy) and markerV0's out_project
     (its weights are read as tensors); every other Linear runs int8."""
     from spacy_gliner.model.int8 import Int8Linear, float32_linears, int8_copy
-    from spacy_gliner.model.linear import Linear
 
     model = GLiNER.from_pretrained(default_checkpoint).model
     copy = int8_copy(model)
@@ -193,9 +192,9 @@ def test_int8_copy_quantizes_the_linear_layers_it_should(default_checkpoint):
     linears = {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
     assert linears - kept  # something is quantized
     for name in linears:
-        expected = Linear if name in kept else Int8Linear
+        expected = torch.nn.Linear if name in kept else Int8Linear
         assert type(copy.get_submodule(name)) is expected, name
-        assert type(model.get_submodule(name)) is Linear, name
+        assert type(model.get_submodule(name)) is torch.nn.Linear, name
 
 
 @pytest.mark.parametrize("shape", [(1, 8, 4), (37, 96, 50), (0, 16, 8), (200, 1536, 384)])

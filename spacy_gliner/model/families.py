@@ -27,7 +27,6 @@ from typing import Any
 from torch import nn
 
 from .config import STREAMING_MODEL_TYPE, GLiNERConfig
-from .linear import use_fast_linear
 
 
 class UnsupportedArchitecture(ValueError):
@@ -215,7 +214,5 @@ def family_of(data: Mapping[str, Any]) -> Family:
 def build_model(
     config: GLiNERConfig, text_model: nn.Module, labels_model: nn.Module | None = None
 ) -> nn.Module:
-    """The torch model for ``config`` (raises ``UnsupportedArchitecture`` first); its
-    ``nn.Linear`` layers, the encoders' included, are ``linear.Linear`` (oneDNN in CPU
-    inference, see ``linear.py``)."""
-    return use_fast_linear(family_of(config.to_dict()).build(config, text_model, labels_model))
+    """The torch model for ``config`` (raises ``UnsupportedArchitecture`` first)."""
+    return family_of(config.to_dict()).build(config, text_model, labels_model)

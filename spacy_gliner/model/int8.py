@@ -43,8 +43,6 @@ from itertools import chain
 import torch
 from torch import nn
 
-from .linear import Linear
-
 logger = logging.getLogger("spacy_gliner")
 
 # Linear layers kept in float32 because int8 loses accuracy there (regular expressions searched in
@@ -178,7 +176,7 @@ def int8_copy(model: nn.Module, keep: tuple[str, ...] = KEEP_FLOAT32) -> nn.Modu
     clone = copy.deepcopy(model, shared)  # new modules, the same tensors
     clone.eval()
     for name, module in list(clone.named_modules()):
-        if type(module) in (nn.Linear, Linear) and name not in kept:
+        if type(module) is nn.Linear and name not in kept:
             parent, _, child = name.rpartition(".")
             setattr(clone.get_submodule(parent), child, quantize_linear(module))
     return clone

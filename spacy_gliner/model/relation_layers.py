@@ -12,8 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .linear import linear
-
 # relations_layer values with an adjacency layer; "none" scores every ordered entity pair.
 ADJACENCY_MODES = ("dot", "mlp", "attention", "attn", "bilinear", "gcn", "gat")
 ALL_PAIRS = "none"
@@ -48,8 +46,8 @@ class _MLP(nn.Module):
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         first: nn.Linear = self.mlp[0]  # type: ignore[assignment]
         dim = x.size(-1)
-        head = linear(x, first.weight[:, :dim], first.bias)  # [B, E, D]
-        tail = linear(x, first.weight[:, dim:])  # [B, E, D]
+        head = F.linear(x, first.weight[:, :dim], first.bias)  # [B, E, D]
+        tail = F.linear(x, first.weight[:, dim:])  # [B, E, D]
         hidden = torch.relu(head.unsqueeze(2) + tail.unsqueeze(1))  # [B, E, E, D]
         return _pair_mask(torch.sigmoid(self.mlp[2](hidden).squeeze(-1)), mask)
 

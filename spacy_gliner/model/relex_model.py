@@ -16,12 +16,12 @@ from __future__ import annotations
 from typing import NamedTuple, Union, cast
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import GLiNERConfig
 from .dropout import use_fast_dropout
 from .layers import projection_mlp
-from .linear import linear
 from .relation_layers import ALL_PAIRS, RelationsRepLayer, entity_pairs, pack_rows
 from .span_model import GLiNERModel
 from .words import enumerate_spans, gather_prompts
@@ -95,8 +95,8 @@ class RelationStep:
         layers = cast(nn.Sequential, self.pair_rep_layer)
         first, dropout, last = cast(nn.Linear, layers[0]), layers[2], cast(nn.Linear, layers[3])
         dim = entities.size(-1)
-        head_part = linear(entities, first.weight[:, :dim], first.bias)  # [B, E, 4D]
-        tail_part = linear(entities, first.weight[:, dim:])  # [B, E, 4D]
+        head_part = F.linear(entities, first.weight[:, :dim], first.bias)  # [B, E, 4D]
+        tail_part = F.linear(entities, first.weight[:, dim:])  # [B, E, 4D]
         folded = torch.einsum("dk,brd->brk", last.weight, relations)  # [B, R, 4D]
         offset = torch.einsum("d,brd->br", last.bias, relations)  # [B, R]
         logits = relations.new_zeros(pair_idx.size(0), pair_idx.size(1), relations.size(1))

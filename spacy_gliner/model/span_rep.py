@@ -16,7 +16,6 @@ from torch import Tensor, nn
 
 from .config import SPAN_MODES
 from .layers import projection_mlp
-from .linear import linear
 
 
 def _gather(x: Tensor, idx: Tensor) -> Tensor:
@@ -81,10 +80,10 @@ class MarkerV0(_Marker):
         """
         first = cast(nn.Linear, cast(nn.Sequential, self.out_project)[0])
         D = words.size(-1)
-        start = linear(
+        start = F.linear(
             self.project_start(words).relu(), first.weight[:, :D], first.bias
         )  # [B, W, 4D]
-        end = linear(self.project_end(words).relu(), first.weight[:, D:])  # [B, W, 4D]
+        end = F.linear(self.project_end(words).relu(), first.weight[:, D:])  # [B, W, 4D]
         return start, end
 
 

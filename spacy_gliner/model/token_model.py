@@ -4,11 +4,11 @@ inside logits for every label (gliner's ``UniEncoderTokenModel`` / ``BiEncoderTo
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import GLiNERConfig
 from .dropout import use_fast_dropout
-from .linear import linear
 from .marker_scores import Workspace
 from .prompt_words import WordsAndPrompts
 
@@ -49,7 +49,7 @@ class TokenScorer(nn.Module):
         dim = words.size(-1)
         l0, l1 = self.proj_label(labels).split(dim, dim=-1)  # [B, C, D] each
         first: nn.Linear = self.out_mlp[0]  # type: ignore[assignment]
-        label_part = linear(l0, first.weight[:, dim : 2 * dim])  # [B, C, 4D]
+        label_part = F.linear(l0, first.weight[:, dim : 2 * dim])  # [B, C, 4D]
         if word_mask is None:
             t0, t1 = self.proj_token(words).split(dim, dim=-1)  # [B, W, D] each
             return self._cells(
@@ -70,8 +70,8 @@ class TokenScorer(nn.Module):
         dim = t0.size(-1)
         first: nn.Linear = self.out_mlp[0]  # type: ignore[assignment]
         weight = first.weight  # [4D, 3D]
-        word_part = linear(t0, weight[:, :dim], first.bias)  # [..., 1, 4D]
-        hidden = linear(t1 * l1, weight[:, 2 * dim :])  # [..., C, 4D]
+        word_part = F.linear(t0, weight[:, :dim], first.bias)  # [..., 1, 4D]
+        hidden = F.linear(t1 * l1, weight[:, 2 * dim :])  # [..., C, 4D]
         hidden += word_part  # in place: the largest tensor of the head
         hidden += label_part
         hidden = torch.relu_(self.out_mlp[1](hidden))  # Dropout, ReLU
