@@ -16,6 +16,7 @@ from .config import GLiNERConfig
 from .encoder import TokenRepLayer
 from .fusion import CrossFuser
 from .lstm import BiLSTM
+from .marker_scores import Workspace
 from .words import gather_prompts, largest, pool_words
 
 
@@ -100,3 +101,32 @@ class WordsAndPrompts(nn.Module):
             prompts, words = self.cross_fuser(prompts, words, prompts_mask, word_mask)
             prompts = prompts * prompts_mask.unsqueeze(-1).to(prompts.dtype)
         return words, word_mask, prompts, prompts_mask
+
+    def head(
+        self,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+        prompts: torch.Tensor,
+        workspace: Workspace | None = None,
+    ) -> torch.Tensor:
+        """The family's logits from :meth:`encode`'s output (span models ``[B, W, K, C]``, token
+        models ``[B, W, C, 3]``); every family defines it."""
+        raise NotImplementedError(f"{type(self).__name__} defines no head")
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        words_mask: torch.Tensor,
+        text_lengths: torch.Tensor,
+        labels_embeddings: torch.Tensor | None = None,
+        labels_mask: torch.Tensor | None = None,
+        workspace: Workspace | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(logits, word_mask [B, W], label_mask [B, C])``: :meth:`head` on :meth:`encode`'s
+        output. ``workspace``: buffers an inference call reuses across its batches (see
+        ``marker_scores.Workspace``), for the heads that use them."""
+        words, word_mask, prompts, prompts_mask = self.encode(
+            input_ids, attention_mask, words_mask, text_lengths, labels_embeddings, labels_mask
+        )
+        return self.head(words, word_mask, prompts, workspace), word_mask, prompts_mask

@@ -94,20 +94,3 @@ class GLiNERModel(WordsAndPrompts):
         grid = self.span_rep_layer(words[row : row + 1], span_idx)[0]  # [W, K, D]
         vectors = grid[spans[:, 0], spans[:, 1] - spans[:, 0]]
         return vectors, self.prompt_rep_layer(prompts[row])[columns]
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        words_mask: torch.Tensor,
-        text_lengths: torch.Tensor,
-        labels_embeddings: torch.Tensor | None = None,
-        labels_mask: torch.Tensor | None = None,
-        workspace: Workspace | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(logits [B, W, K, C], word_mask [B, W], label_mask [B, C])``. ``workspace``: buffers
-        an inference call reuses across its batches (see ``marker_scores.Workspace``)."""
-        words, word_mask, prompts, prompts_mask = self.encode(
-            input_ids, attention_mask, words_mask, text_lengths, labels_embeddings, labels_mask
-        )
-        return self.head(words, word_mask, prompts, workspace), word_mask, prompts_mask

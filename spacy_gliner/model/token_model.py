@@ -126,21 +126,3 @@ class TokenModel(WordsAndPrompts):
         inside = (positions >= spans[:, :1]) & (positions <= spans[:, 1:])  # [N, W]
         weights = inside.to(words.dtype) / inside.sum(-1, keepdim=True).to(words.dtype)
         return weights @ words[row], prompts[row][columns]
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        words_mask: torch.Tensor,
-        text_lengths: torch.Tensor,
-        labels_embeddings: torch.Tensor | None = None,
-        labels_mask: torch.Tensor | None = None,
-        workspace: Workspace | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(logits [B, W, C, 3], word_mask [B, W], label_mask [B, C])``; the last axis holds
-        (start, end, inside) logits (``START``, ``END``, ``INSIDE``). ``workspace`` is accepted
-        for the engine's uniform call and unused."""
-        words, word_mask, prompts, prompts_mask = self.encode(
-            input_ids, attention_mask, words_mask, text_lengths, labels_embeddings, labels_mask
-        )
-        return self.head(words, word_mask, prompts, workspace), word_mask, prompts_mask

@@ -86,21 +86,16 @@ class TokenRelexModel(WordsAndPrompts, RelationStep):
         self.scorer = TokenScorer(dim, config.dropout)
         use_fast_dropout(self)
 
-    def forward(
+    def head(
         self,
-        input_ids: Tensor,
-        attention_mask: Tensor,
-        words_mask: Tensor,
-        text_lengths: Tensor,
-        labels_embeddings: Tensor | None = None,
-        labels_mask: Tensor | None = None,
+        words: Tensor,
+        word_mask: Tensor,
+        prompts: Tensor,
         workspace: Workspace | None = None,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """``(logits [B, W, C, 3], word_mask [B, W], label_mask [B, C])`` (start, end, inside)."""
-        words, word_mask, prompts, prompts_mask = self.encode(
-            input_ids, attention_mask, words_mask, text_lengths
-        )
-        return self.scorer(words, self.prompt_rep_layer(prompts)), word_mask, prompts_mask
+    ) -> Tensor:
+        """The token model's logits ``[B, W, C, 3]`` (start, end, inside) on :meth:`encode`'s
+        output, from the projected label vectors; ``workspace`` is unused."""
+        return self.scorer(words, self.prompt_rep_layer(prompts))
 
     def extract(
         self,
@@ -116,7 +111,7 @@ class TokenRelexModel(WordsAndPrompts, RelationStep):
         words, word_mask, prompts, _ = self.encode(
             input_ids, attention_mask, words_mask, text_lengths, hidden=hidden
         )
-        logits = self.scorer(words, self.prompt_rep_layer(prompts))  # [B, W, C, 3]
+        logits = self.head(words, word_mask, prompts)  # [B, W, C, 3]
         limit = torch.as_tensor(threshold, dtype=logits.dtype, device=logits.device)
         b, s, c, e = token_entities(torch.sigmoid(logits), limit, word_mask.sum(-1))
         keep = torch.zeros(words.size(0), b.numel(), dtype=torch.bool, device=words.device)
